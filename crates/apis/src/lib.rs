@@ -8,4 +8,12 @@
 //! Must never depend on: tokio, kube's client or runtime, aws-sdk-*, prometheus, the clock,
 //! the environment or the filesystem. Everything here is data and pure functions.
 
+pub mod common;
+pub mod conditions;
+pub mod crd;
+pub mod duration;
+pub mod ec2nodeclass;
+pub mod hash;
 pub mod labels;
+pub mod nodeclaim;
+pub mod nodepool;
