@@ -17,3 +17,4 @@ pub mod hash;
 pub mod labels;
 pub mod nodeclaim;
 pub mod nodepool;
+pub mod validation;
