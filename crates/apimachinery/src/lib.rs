@@ -6,6 +6,8 @@
 //!
 //! Must never depend on: tokio, kube's client or runtime, aws-sdk-*, prometheus, the clock,
 //! the environment or the filesystem. Timestamps are passed in by the caller.
+pub mod apply;
+pub mod fields;
 pub mod patch;
 pub mod schema;
 pub mod selector;
