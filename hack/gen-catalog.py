@@ -181,6 +181,7 @@ def raw_record(info: dict, zones: list[str]) -> dict:
         "cards": cards,
         "efa_max_interfaces": network.get("EfaInfo", {}).get("MaximumEfaInterfaces", 0),
         "encryption_in_transit": bool(network.get("EncryptionInTransitSupported", False)),
+        "performance": network.get("NetworkPerformance", ""),
     }
     record["zones"] = zones
     return record

@@ -320,9 +320,13 @@ pub fn derive_labels(
 ///
 /// Upstream reads a table scraped from AWS's instance-type documentation; EC2 now states the
 /// same baselines per card in DescribeInstanceTypes (e.g. m5.large 0.75 Gbit/s → 750), which is
-/// what the catalog has. Types whose bandwidth is only described vaguely have no baseline and
-/// get no label, as upstream.
+/// what the catalog has. Upstream's table leaves out types whose performance is only described
+/// vaguely ("Moderate", "High", "Low to Moderate"), so those get no label here either even
+/// though EC2 now states a baseline for them.
 pub fn network_bandwidth_mbps(raw: &RawInstanceType) -> Option<i64> {
+    if !raw.network.performance.contains("Gigabit") {
+        return None;
+    }
     let baselines: Vec<f64> = raw
         .network
         .cards

@@ -149,6 +149,9 @@ pub struct RawNetwork {
     /// `EncryptionInTransitSupported`.
     #[serde(default)]
     pub encryption_in_transit: bool,
+    /// `NetworkPerformance`, e.g. `Up to 10 Gigabit` or the vague `Moderate`.
+    #[serde(default)]
+    pub performance: String,
 }
 
 /// One network card.

@@ -58,6 +58,7 @@ fn raw(name: &str) -> Raw {
             }],
             efa_max_interfaces: 0,
             encryption_in_transit: false,
+            performance: "Up to 10 Gigabit".to_string(),
         },
         zones: vec!["us-west-2a".to_string(), "us-west-2b".to_string()],
         on_demand_price: 0.096,
@@ -135,6 +136,25 @@ impl Raw {
     fn ebs(mut self, support: &str, mbps: Option<i64>) -> Self {
         self.0.ebs_optimized_support = support.to_string();
         self.0.ebs_max_bandwidth_mbps = mbps;
+        self
+    }
+    /// Replaces the network cards: (max ENIs, baseline Gbit/s) per card, indexed from 0.
+    fn cards(mut self, cards: &[(i64, f64)], default_card_index: i64) -> Self {
+        self.0.network.cards = cards
+            .iter()
+            .zip(0..)
+            .map(|(&(max_enis, gbps), index)| RawNetworkCard {
+                index,
+                max_enis,
+                baseline_gbps: Some(gbps),
+            })
+            .collect();
+        self.0.network.max_enis = cards.iter().map(|c| c.0).sum();
+        self.0.network.default_card_index = default_card_index;
+        self
+    }
+    fn network_performance(mut self, performance: &str) -> Self {
+        self.0.network.performance = performance.to_string();
         self
     }
     fn on_demand_only(mut self) -> Self {
@@ -363,6 +383,13 @@ fn pods_capacity_and_kube_reserved_memory() {
             11 * 110 + 255,
         ),
         (raw("c5.18xlarge").vcpus(72).enis(15, 50), opts(), 737, 8362),
+        // Only the default card's ENIs count: 4 × 9 + 2.
+        (
+            raw("p4d.24xlarge").cards(&[(2, 100.0), (4, 100.0)], 1),
+            opts(),
+            38,
+            673,
+        ),
     ];
     for (input, options, pods, reserved_mib) in cases {
         let it = input.derive(&options).expect("derives");
@@ -504,6 +531,18 @@ fn labels_by_feature() {
             raw("c4.large").ebs("supported", Some(500)),
             opts(),
             vec![(labels::AWS_INSTANCE_EBS_BANDWIDTH, None)],
+        ),
+        // Several cards: bandwidths add up.
+        (
+            raw("p5.48xlarge").cards(&[(2, 100.0), (2, 100.0), (2, 100.0)], 0),
+            opts(),
+            vec![(labels::AWS_INSTANCE_NETWORK_BANDWIDTH, Some("300000"))],
+        ),
+        // Vaguely described bandwidth: no label even with a stated baseline (as upstream).
+        (
+            raw("m4.large").network_performance("Moderate"),
+            opts(),
+            vec![(labels::AWS_INSTANCE_NETWORK_BANDWIDTH, None)],
         ),
         (
             raw("m5.metal").metal(),
