@@ -593,7 +593,7 @@ mod tests {
             root.message,
             "ValidationSucceeded=Unknown, NodeClassReady=False"
         );
-        assert!(is_true_at(&conditions, READY, 3) == false);
+        assert!(!is_true_at(&conditions, READY, 3));
     }
 
     #[test]

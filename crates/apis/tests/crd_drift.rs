@@ -2,6 +2,8 @@
 //!
 //! Run with `KARPENTER_UPDATE_CRDS=1` to rewrite the files instead of comparing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
 use std::path::PathBuf;
 
 fn crds_dir() -> PathBuf {
