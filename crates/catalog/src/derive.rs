@@ -231,12 +231,10 @@ pub fn derive_labels(
         put(labels::AWS_INSTANCE_GENERATION, generation.to_string());
     }
     put(labels::AWS_INSTANCE_CPU, raw.vcpus.to_string());
-    if !raw.cpu_manufacturer.is_empty() {
-        put(
-            labels::AWS_INSTANCE_CPU_MANUFACTURER,
-            lower_kebab(&raw.cpu_manufacturer),
-        );
-    }
+    put(
+        labels::AWS_INSTANCE_CPU_MANUFACTURER,
+        lower_kebab(&raw.cpu_manufacturer),
+    );
     if let Some(ghz) = raw.sustained_clock_ghz {
         put(
             labels::AWS_INSTANCE_CPU_SUSTAINED_CLOCK_SPEED_MHZ,
@@ -346,7 +344,8 @@ pub fn network_bandwidth_mbps(raw: &RawInstanceType) -> Option<i64> {
 /// rounding lands identically.
 pub fn memory_capacity_mib(raw: &RawInstanceType, vm_memory_overhead_percent: f64) -> i64 {
     let mut mib = raw.memory_mib;
-    if kubernetes_arch(&raw.architectures) == Some("arm64") {
+    // Upstream looks at the first listed architecture only.
+    if raw.architectures.first().map(String::as_str) == Some("arm64") {
         mib -= 64;
     }
     let bytes = (mib * MIB) as f64;
