@@ -734,17 +734,19 @@ pub fn server_side_apply(
         .and_then(|i| entries.get(i))
         .map(|e| e.fields.clone())
         .unwrap_or_default();
-    let others_set = entries
+    // Only other appliers protect a field from pruning; an updater's co-ownership does not
+    // (structured-merge-diff's prune adds back items owned by applied sets only).
+    let other_appliers = entries
         .iter()
         .enumerate()
-        .filter(|(i, _)| Some(*i) != previous)
+        .filter(|(i, e)| Some(*i) != previous && e.operation == Operation::Apply)
         .fold(FieldSet::new(), |acc, (_, e)| acc.union(&e.fields));
 
     let mut merged = merge(&live_obj, &applied, schema, &mut Vec::new());
 
-    // Prune what this manager stopped applying, unless someone (including this apply) still
+    // Prune what this manager stopped applying, unless this apply or another applier still
     // owns it or something beneath it.
-    let keep = new_set.union(&others_set);
+    let keep = new_set.union(&other_appliers);
     let to_remove = last_set.difference(&keep);
     // Sorted order visits an item before its fields, so a removed item takes its fields along.
     let mut removed: Vec<&FieldPath> = Vec::new();

@@ -159,7 +159,7 @@ impl BuiltinSchema {
             ("", "v1", "Namespace") => {
                 t.conditions();
             }
-            ("", "v1", "ConfigMap" | "Secret" | "Event" | "ServiceAccount" | "Endpoints")
+            ("", "v1", "ConfigMap" | "Secret" | "Event" | "Endpoints")
             | ("events.k8s.io", "v1", "Event")
             | ("coordination.k8s.io", "v1", "Lease") => {}
             ("apps", "v1", "Deployment" | "DaemonSet" | "ReplicaSet" | "StatefulSet") => {
@@ -178,9 +178,38 @@ impl BuiltinSchema {
                 t.conditions();
                 t.atomic_map("spec.selector");
             }
+            ("batch", "v1", "CronJob") => {
+                t.object_meta("spec.jobTemplate.spec.template.");
+                t.pod_spec("spec.jobTemplate.spec.template.spec.");
+                t.atomic_map("spec.jobTemplate.spec.selector");
+            }
+            ("", "v1", "PersistentVolumeClaim") => {
+                t.conditions();
+                t.atomic_map("spec.selector");
+            }
+            ("", "v1", "ServiceAccount") => {
+                t.keyed("secrets", "name");
+            }
+            ("storage.k8s.io", "v1", "CSINode") => {
+                t.keyed("spec.drivers", "name");
+            }
+            ("", "v1", "PersistentVolume")
+            | ("storage.k8s.io", "v1", "StorageClass" | "VolumeAttachment" | "CSIDriver")
+            | ("scheduling.k8s.io", "v1", "PriorityClass")
+            | ("node.k8s.io", "v1", "RuntimeClass") => {}
             _ => return None,
         }
         Some(BuiltinSchema { table: t })
+    }
+}
+
+impl BuiltinSchema {
+    /// Only the `metadata` rules every object shares (finalizers as a set, owner references by
+    /// uid): for kinds [`BuiltinSchema::for_kind`] does not describe.
+    pub fn object_meta_only() -> BuiltinSchema {
+        let mut table = PathTable::default();
+        table.object_meta("");
+        BuiltinSchema { table }
     }
 }
 

@@ -438,6 +438,22 @@ fn server_side_apply_scenarios() {
             .owner("kubectl-create", &[".spec.replicas"]),
     );
     check(
+        "an updater's co-ownership does not stop the applier pruning a field",
+        s,
+        vec![
+            update(
+                "kubectl-create",
+                deploy(json!({"replicas": 1, "paused": true})),
+            ),
+            apply("kubectl", deploy(json!({"replicas": 1, "paused": true}))),
+            apply("kubectl", deploy(json!({"paused": true}))),
+        ],
+        expect()
+            .object(deploy(json!({"paused": true})))
+            .owner("kubectl", &[".spec.paused"])
+            .owner("kubectl-create", &[".spec.paused"]),
+    );
+    check(
         "main-resource apply ignores status; status apply only touches status",
         s,
         vec![

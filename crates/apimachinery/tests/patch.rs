@@ -685,11 +685,59 @@ fn builtin_schema_coverage() {
         ),
         ("", "ConfigMap", &["data"], ListStrategy::Atomic),
         ("", "Service", &["spec", "ports"], by("port")),
+        ("", "ServiceAccount", &["secrets"], by("name")),
+        (
+            "",
+            "PersistentVolumeClaim",
+            &["status", "conditions"],
+            by("type"),
+        ),
+        (
+            "storage.k8s.io",
+            "CSINode",
+            &["spec", "drivers"],
+            by("name"),
+        ),
+        (
+            "batch",
+            "CronJob",
+            &[
+                "spec",
+                "jobTemplate",
+                "spec",
+                "template",
+                "spec",
+                "containers",
+            ],
+            by("name"),
+        ),
+        (
+            "batch",
+            "Job",
+            &["spec", "template", "spec", "initContainers", "env"],
+            by("name"),
+        ),
+        (
+            "apps",
+            "StatefulSet",
+            &["spec", "template", "metadata", "finalizers"],
+            ListStrategy::MergePrimitives,
+        ),
     ];
     for (g, k, path, want) in cases {
         assert_eq!(strategy(g, k, path), want, "{g}/{k} {path:?}");
     }
     assert!(BuiltinSchema::for_kind("", "v1", "Frobnicator").is_none());
+    assert!(BuiltinSchema::for_kind("apps", "v2", "Deployment").is_none());
+    let generic = BuiltinSchema::object_meta_only();
+    assert_eq!(
+        generic.list_strategy(&["metadata", "finalizers"]),
+        ListStrategy::MergePrimitives
+    );
+    assert_eq!(
+        generic.list_strategy(&["spec", "containers"]),
+        ListStrategy::Atomic
+    );
     assert!(
         BuiltinSchema::for_kind("apps", "v1", "Deployment")
             .expect("deployment")
