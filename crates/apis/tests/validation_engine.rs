@@ -2,6 +2,8 @@
 //! list types, CEL (transition rules, fieldPath, messageExpression, reasons, evaluation errors,
 //! the Kubernetes library functions) and the apiserver's message shapes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of a test binary may panic
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use karpenter_apis::validation::{CrdValidator, RULES_NOT_CHECKED};
 use serde_json::{Value, json};

@@ -592,10 +592,7 @@ fn list_last_index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v
 /// Two list arguments, as the sets functions take.
 type ListPair = (Arc<Vec<CelValue>>, Arc<Vec<CelValue>>);
 
-fn two_lists(
-    args: Vec<CowVal<'_, '_>>,
-    function: &str,
-) -> Result<ListPair, ExecutionError> {
+fn two_lists(args: Vec<CowVal<'_, '_>>, function: &str) -> Result<ListPair, ExecutionError> {
     let args = values(&args)?;
     let [a, b] = args.as_slice() else {
         return Err(ExecutionError::invalid_argument_count(2, args.len()));

@@ -197,7 +197,9 @@ impl CrdValidator {
     }
 
     /// Prunes, defaults and validates a copy of `object`, as the apiserver admits a create
-    /// (`old` = `None`) or an update (`old` = the stored object).
+    /// (`old` = `None`) or an update (`old` = the stored object). The stored object is
+    /// defaulted too, as the apiserver defaults what it reads from storage, so a default added
+    /// by a newer schema does not look like a change to a transition rule.
     pub fn admit(
         &self,
         version: &str,
@@ -207,7 +209,13 @@ impl CrdValidator {
         let mut object = object.clone();
         let unknown_fields = self.prune(version, &mut object);
         self.default(version, &mut object);
-        self.validate(version, &object, old)?;
+        let old = old.map(|stored| {
+            let mut stored = stored.clone();
+            self.prune(version, &mut stored);
+            self.default(version, &mut stored);
+            stored
+        });
+        self.validate(version, &object, old.as_ref())?;
         Ok(Admitted {
             object,
             unknown_fields,
