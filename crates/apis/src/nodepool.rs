@@ -199,6 +199,21 @@ pub struct Budget {
     pub duration: Option<Duration>,
 }
 
+impl Budget {
+    /// How many of `total_nodes` this budget lets be disrupted at once, ignoring its schedule:
+    /// a count as written, or a percentage rounded up (like upstream). `None` if `nodes` is not
+    /// a count or a percentage of at most 100.
+    pub fn allowed_disruptions(&self, total_nodes: usize) -> Option<usize> {
+        match self.nodes.strip_suffix('%') {
+            Some(percent) => {
+                let percent: usize = percent.parse().ok().filter(|p| *p <= 100)?;
+                Some((total_nodes * percent).div_ceil(100))
+            }
+            None => self.nodes.parse().ok(),
+        }
+    }
+}
+
 fn default_budget_nodes() -> String {
     DEFAULT_BUDGET_NODES.to_string()
 }
@@ -264,6 +279,23 @@ pub struct NodeClaimTemplateSpec {
     pub expire_after: Option<NillableDuration>,
 }
 
+impl NodeClaimTemplate {
+    /// The NodeClaim spec this template describes (without resource requests, which scheduling
+    /// fills in).
+    pub fn to_nodeclaim_spec(&self) -> crate::nodeclaim::NodeClaimSpec {
+        let spec = &self.spec;
+        crate::nodeclaim::NodeClaimSpec {
+            taints: spec.taints.clone(),
+            startup_taints: spec.startup_taints.clone(),
+            requirements: spec.requirements.clone(),
+            resources: Default::default(),
+            node_class_ref: spec.node_class_ref.clone(),
+            termination_grace_period: spec.termination_grace_period.clone(),
+            expire_after: spec.expire_after.clone(),
+        }
+    }
+}
+
 impl NodeClaimTemplateSpec {
     /// `expireAfter`, defaulting to `720h`.
     pub fn expire_after_or_default(&self) -> NillableDuration {
@@ -273,6 +305,39 @@ impl NodeClaimTemplateSpec {
                 Some(std::time::Duration::from_secs(720 * 3600)),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_allowed_disruptions() {
+        let cases: &[(&str, usize, Option<usize>)] = &[
+            ("10%", 10, Some(1)),
+            ("10%", 11, Some(2)),
+            ("10%", 0, Some(0)),
+            ("5%", 1, Some(1)),
+            ("100%", 7, Some(7)),
+            ("0%", 7, Some(0)),
+            ("0", 7, Some(0)),
+            ("3", 1, Some(3)),
+            ("101%", 7, None),
+            ("abc", 7, None),
+            ("", 7, None),
+        ];
+        for (nodes, total, want) in cases {
+            let budget = Budget {
+                nodes: nodes.to_string(),
+                ..Budget::default()
+            };
+            assert_eq!(
+                budget.allowed_disruptions(*total),
+                *want,
+                "{nodes} of {total}"
+            );
+        }
     }
 }
 

@@ -210,6 +210,64 @@ fn bad_values_fail_naming_the_problem() {
     assert!(err.contains("spec"), "{err}");
 }
 
+#[test]
+fn kinds_are_kube_resources() {
+    use kube::Resource;
+    let cases = [
+        (
+            NodePool::kind(&()),
+            NodePool::api_version(&()),
+            NodePool::url_path(&(), None),
+        ),
+        (
+            NodeClaim::kind(&()),
+            NodeClaim::api_version(&()),
+            NodeClaim::url_path(&(), None),
+        ),
+        (
+            EC2NodeClass::kind(&()),
+            EC2NodeClass::api_version(&()),
+            EC2NodeClass::url_path(&(), None),
+        ),
+    ];
+    let got: Vec<(String, String, String)> = cases
+        .into_iter()
+        .map(|(k, v, p)| (k.into_owned(), v.into_owned(), p))
+        .collect();
+    let want = [
+        (
+            "NodePool",
+            "karpenter.sh/v1",
+            "/apis/karpenter.sh/v1/nodepools",
+        ),
+        (
+            "NodeClaim",
+            "karpenter.sh/v1",
+            "/apis/karpenter.sh/v1/nodeclaims",
+        ),
+        (
+            "EC2NodeClass",
+            "karpenter.k8s.aws/v1",
+            "/apis/karpenter.k8s.aws/v1/ec2nodeclasses",
+        ),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(k, v, p)| (k.to_string(), v.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    // A template becomes the NodeClaim spec it describes.
+    let nodepool: NodePool = serde_yaml_ng::from_str(FULL_NODEPOOL).unwrap();
+    let spec = nodepool.spec.template.to_nodeclaim_spec();
+    assert_eq!(spec.requirements, nodepool.spec.template.spec.requirements);
+    assert_eq!(spec.expire_after, nodepool.spec.template.spec.expire_after);
+    let claim = NodeClaim::new("x", spec);
+    let encoded = serde_json::to_value(&claim).unwrap();
+    assert_eq!(encoded["apiVersion"], "karpenter.sh/v1");
+    assert_eq!(encoded["kind"], "NodeClaim");
+    assert!(encoded.get("status").is_none());
+}
+
 /// Splits a multi-document YAML file.
 fn documents(text: &str) -> Vec<Value> {
     text.split("\n---")
