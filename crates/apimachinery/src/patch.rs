@@ -350,7 +350,7 @@ fn merge_map(
             return merge_map(Map::new(), &without_key(patch, DIRECTIVE), schema, path);
         }
         Some(Value::String(d)) if d == "delete" => return Ok(Map::new()),
-        Some(Value::String(d)) if d == "merge" => {}
+        // apimachinery accepts only replace and delete on a map (`merge` included).
         Some(other) => {
             return Err(strategic_err(path, format!("unknown patch type {other}")));
         }
@@ -361,7 +361,11 @@ fn merge_map(
             .as_array()
             .map(|keys| keys.iter().filter_map(Value::as_str).collect())
             .ok_or_else(|| strategic_err(path, "$retainKeys must be a list of strings"))?;
-        for key in patch.keys().filter(|k| !k.starts_with('$')) {
+        // Keys set to null are deletions and need not be listed.
+        for (key, _) in patch
+            .iter()
+            .filter(|(k, v)| !k.starts_with('$') && !v.is_null())
+        {
             if !retain.contains(&key.as_str()) {
                 return Err(strategic_err(
                     path,
@@ -498,6 +502,18 @@ fn merge_list(
 ) -> Result<Vec<Value>, PatchError> {
     let segments: Vec<&str> = path.iter().map(String::as_str).collect();
     let strategy = schema.list_strategy(&segments);
+    if let Some(order) = order {
+        let keys = match &strategy {
+            ListStrategy::MergeByKey(keys) => keys.as_slice(),
+            _ => &[],
+        };
+        if !follows_element_order(patch, order, keys) {
+            return Err(strategic_err(
+                path,
+                "the order in the patch list doesn't match the $setElementOrder list",
+            ));
+        }
+    }
 
     // `{"$patch": "replace"}` anywhere in the list: the rest of the patch list is the value.
     if patch.iter().any(|item| {
@@ -570,7 +586,7 @@ fn merge_list(
                 }
                 out = kept;
             }
-            Some("replace") | Some("merge") | None => {
+            Some("replace") | None => {
                 let Value::Object(patch_item) = item else {
                     continue;
                 };
@@ -620,6 +636,26 @@ fn strip_directives(value: &Value) -> Value {
         Value::Array(items) => Value::Array(items.iter().map(strip_directives).collect()),
         other => other.clone(),
     }
+}
+
+/// Whether the patch items (directives aside) appear in the same relative order as in the
+/// `$setElementOrder` list, which must name them all.
+fn follows_element_order(patch: &[Value], order: &[Value], keys: &[String]) -> bool {
+    let same = |a: &Value, b: &Value| {
+        if keys.is_empty() {
+            json_equal(a, b)
+        } else {
+            keys.iter().all(|k| match (a.get(k), b.get(k)) {
+                (Some(x), Some(y)) => json_equal(x, y),
+                _ => false,
+            })
+        }
+    };
+    let mut remaining = order.iter();
+    patch
+        .iter()
+        .filter(|item| directive_of(item).is_none())
+        .all(|item| remaining.any(|o| same(item, o)))
 }
 
 /// Reorders a merged list by a `$setElementOrder` list.

@@ -425,6 +425,23 @@ fn strategic_merge_patch_lists_and_maps() {
         ),
     );
     check_smp(
+        "$setElementOrder must agree with the patch list's order",
+        json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}),
+        json!({"spec": {
+            "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
+            "containers": [{"name": "b", "image": "1"}, {"name": "a", "image": "2"}]
+        }}),
+        &pod,
+        fails("doesn't match the $setElementOrder list"),
+    );
+    check_smp(
+        "$setElementOrder on a set orders new and old values",
+        json!({"metadata": {"finalizers": ["a", "b"]}}),
+        json!({"metadata": {"$setElementOrder/finalizers": ["c", "b", "a"], "finalizers": ["c"]}}),
+        &pod,
+        doc(json!({"metadata": {"finalizers": ["c", "b", "a"]}})),
+    );
+    check_smp(
         "$setElementOrder without list change",
         json!({"metadata": {"finalizers": ["a", "b"]}}),
         json!({"metadata": {"$setElementOrder/finalizers": ["b", "a"]}}),
@@ -483,11 +500,25 @@ fn strategic_merge_patch_lists_and_maps() {
         fails("unknown patch type"),
     );
     check_smp(
-        "directives are not stored in new items",
+        "nulls in new items are dropped",
         json!({"spec": {}}),
-        json!({"spec": {"containers": [{"name": "a", "$patch": "merge", "env": [{"name": "X", "value": null}]}]}}),
+        json!({"spec": {"containers": [{"name": "a", "env": [{"name": "X", "value": null}]}]}}),
         &pod,
         doc(json!({"spec": {"containers": [{"name": "a", "env": [{"name": "X"}]}]}})),
+    );
+    check_smp(
+        "$patch: merge is not a map directive apimachinery accepts",
+        json!({"spec": {}}),
+        json!({"spec": {"containers": [{"name": "a", "$patch": "merge"}]}}),
+        &pod,
+        fails("unknown patch type"),
+    );
+    check_smp(
+        "$retainKeys ignores keys being deleted",
+        json!({"spec": {"volumes": [{"name": "v", "hostPath": {"path": "/x"}}]}}),
+        json!({"spec": {"volumes": [{"name": "v", "hostPath": null, "emptyDir": {}, "$retainKeys": ["emptyDir", "name"]}]}}),
+        &pod,
+        doc(json!({"spec": {"volumes": [{"name": "v", "emptyDir": {}}]}})),
     );
     check_smp(
         "unknown list without schema is replaced",
