@@ -130,6 +130,57 @@ pub const EC2NODECLASS_WITHOUT_RESERVED_CAPACITY: ConditionSet = ConditionSet {
     ],
 };
 
+/// Objects with status conditions: gives the condition helpers uniform access to the list,
+/// the object's generation and the kind's condition set.
+pub trait HasConditions {
+    /// The kind's root and dependents.
+    const CONDITION_SET: ConditionSet;
+
+    /// Current conditions (empty without a status).
+    fn conditions(&self) -> &[Condition];
+
+    /// Mutable conditions, creating the status if absent.
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+
+    /// `metadata.generation` (0 if unset).
+    fn generation(&self) -> i64;
+
+    /// Whether the root condition is True for the current generation.
+    fn is_ready(&self) -> bool {
+        is_true_at(
+            self.conditions(),
+            Self::CONDITION_SET.root,
+            self.generation(),
+        )
+    }
+}
+
+macro_rules! has_conditions {
+    ($kind:ty, $set:expr) => {
+        impl HasConditions for $kind {
+            const CONDITION_SET: ConditionSet = $set;
+
+            fn conditions(&self) -> &[Condition] {
+                self.status
+                    .as_ref()
+                    .map_or(&[], |s| s.conditions.as_slice())
+            }
+
+            fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+                &mut self.status.get_or_insert_with(Default::default).conditions
+            }
+
+            fn generation(&self) -> i64 {
+                self.metadata.generation.unwrap_or(0)
+            }
+        }
+    };
+}
+
+has_conditions!(crate::nodeclaim::NodeClaim, NODECLAIM);
+has_conditions!(crate::nodepool::NodePool, NODEPOOL);
+has_conditions!(crate::ec2nodeclass::EC2NodeClass, EC2NODECLASS);
+
 /// The condition of a type, if present.
 pub fn get<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
@@ -594,6 +645,21 @@ mod tests {
             "ValidationSucceeded=Unknown, NodeClassReady=False"
         );
         assert!(!is_true_at(&conditions, READY, 3));
+    }
+
+    #[test]
+    fn objects_expose_their_conditions() {
+        let yaml = "metadata: {name: a, generation: 2}\nspec:\n  requirements: []\n  nodeClassRef: {group: g, kind: k, name: n}\n";
+        let mut claim: crate::nodeclaim::NodeClaim = serde_yaml_ng::from_str(yaml).unwrap();
+        assert!(claim.conditions().is_empty());
+        assert!(!claim.is_ready());
+        let generation = claim.generation();
+        for dependent in NODECLAIM.dependents {
+            NODECLAIM.set_true(claim.conditions_mut(), dependent, generation, &at(1));
+        }
+        assert!(claim.is_ready());
+        claim.metadata.generation = Some(3);
+        assert!(!claim.is_ready(), "Ready observed at an older generation");
     }
 
     #[test]
