@@ -74,9 +74,12 @@ pub enum ApplyError {
     /// Fields owned by other managers would change; the server answers 409.
     #[error("{}", conflict_message(.0))]
     Conflicts(Vec<Conflict>),
-    /// The applied configuration or object is malformed; the server answers 400/422.
+    /// The applied configuration or object is malformed; the server answers 422.
     #[error("{0}")]
     Invalid(String),
+    /// The request itself is unacceptable (e.g. it carries managedFields); the server answers 400.
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 impl ApplyError {
@@ -85,6 +88,16 @@ impl ApplyError {
         match self {
             ApplyError::Conflicts(_) => "conflict",
             ApplyError::Invalid(_) => "invalid",
+            ApplyError::BadRequest(_) => "bad_request",
+        }
+    }
+
+    /// The HTTP status the API server answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ApplyError::Conflicts(_) => 409,
+            ApplyError::Invalid(_) => 422,
+            ApplyError::BadRequest(_) => 400,
         }
     }
 }
@@ -703,13 +716,13 @@ pub fn server_side_apply(
         .pointer("/metadata/managedFields")
         .is_some_and(|v| !v.is_null())
     {
-        return Err(ApplyError::Invalid(
+        return Err(ApplyError::BadRequest(
             "metadata.managedFields must be nil".into(),
         ));
     }
     if manager.is_empty() {
-        return Err(ApplyError::Invalid(
-            "fieldManager is required for apply requests".into(),
+        return Err(ApplyError::BadRequest(
+            "PATCH request of type apply requires a fieldManager".into(),
         ));
     }
     let applied = scope_to_subresource(applied, subresource);

@@ -774,3 +774,31 @@ fn conflict_error_parts() {
         "\"kubelet\" with subresource \"status\" using v1"
     );
 }
+
+#[test]
+fn error_statuses() {
+    let schema = deployment_schema();
+    let with_managed_fields = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w", "managedFields": []}});
+    let cases: Vec<(Value, &str, u16, &str)> = vec![
+        (
+            with_managed_fields,
+            "m",
+            400,
+            "metadata.managedFields must be nil",
+        ),
+        (deploy(json!({})), "", 400, "requires a fieldManager"),
+        (
+            deploy(json!({"template": {"spec": {"containers": [{"image": "x"}]}}})),
+            "m",
+            422,
+            "omits key field",
+        ),
+    ];
+    for (config, manager, status, fragment) in cases {
+        let err = server_side_apply(None, &config, manager, false, &schema, "t", None).unwrap_err();
+        assert_eq!(err.http_status(), status, "{err}");
+        assert!(err.to_string().contains(fragment), "{err}");
+    }
+    let conflict = ApplyError::Conflicts(vec![]);
+    assert_eq!(conflict.http_status(), 409);
+}

@@ -775,3 +775,31 @@ fn builtin_schema_coverage() {
             .is_atomic_map(&["spec", "selector"])
     );
 }
+
+#[test]
+fn strategic_merge_without_schema_agrees_with_merge_patch() {
+    // Without list strategies and directives, a strategic merge patch is a JSON merge patch.
+    let cases = [
+        (json!({"a": "b"}), json!({"a": "c"})),
+        (json!({"a": "b", "b": "c"}), json!({"a": null})),
+        (json!({"a": ["b"]}), json!({"a": "c"})),
+        (
+            json!({"a": {"b": "c"}}),
+            json!({"a": {"b": "d", "c": null}}),
+        ),
+        (json!({"a": [{"b": "c"}]}), json!({"a": [1]})),
+        (json!({"e": null}), json!({"a": 1})),
+        (json!({}), json!({"a": {"bb": {"ccc": null}}})),
+        (
+            json!({"spec": {"x": [1, 2], "y": {"z": 1}}}),
+            json!({"spec": {"x": [3], "y": {"w": 2}}}),
+        ),
+    ];
+    for (target, patch) in cases {
+        assert_eq!(
+            strategic_merge_patch(&target, &patch, &NoSchema).unwrap(),
+            merge_patch(&target, &patch),
+            "{target} + {patch}"
+        );
+    }
+}
