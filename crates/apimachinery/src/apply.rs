@@ -74,13 +74,16 @@ pub enum ApplyError {
     /// Fields owned by other managers would change; the server answers 409.
     #[error("{}", conflict_message(.0))]
     Conflicts(Vec<Conflict>),
-    /// The applied configuration or object is malformed; the server answers 422.
+    /// The applied configuration, the request or the object is malformed; see
+    /// [`ApplyError::http_status`] for which status the server answers with.
     #[error("{0}")]
     Invalid(String),
-    /// The request itself is unacceptable (e.g. it carries managedFields); the server answers 400.
-    #[error("{0}")]
-    BadRequest(String),
 }
+
+/// The request carried managedFields on an apply (the server answers 400).
+pub const MANAGED_FIELDS_MUST_BE_NIL: &str = "metadata.managedFields must be nil";
+/// An apply without a field manager (the server answers 400).
+pub const FIELD_MANAGER_REQUIRED: &str = "PATCH request of type apply requires a fieldManager";
 
 impl ApplyError {
     /// A stable, low-cardinality name for metrics and logs.
@@ -88,7 +91,6 @@ impl ApplyError {
         match self {
             ApplyError::Conflicts(_) => "conflict",
             ApplyError::Invalid(_) => "invalid",
-            ApplyError::BadRequest(_) => "bad_request",
         }
     }
 
@@ -96,8 +98,12 @@ impl ApplyError {
     pub fn http_status(&self) -> u16 {
         match self {
             ApplyError::Conflicts(_) => 409,
+            ApplyError::Invalid(msg)
+                if msg == MANAGED_FIELDS_MUST_BE_NIL || msg == FIELD_MANAGER_REQUIRED =>
+            {
+                400
+            }
             ApplyError::Invalid(_) => 422,
-            ApplyError::BadRequest(_) => 400,
         }
     }
 }
@@ -716,14 +722,10 @@ pub fn server_side_apply(
         .pointer("/metadata/managedFields")
         .is_some_and(|v| !v.is_null())
     {
-        return Err(ApplyError::BadRequest(
-            "metadata.managedFields must be nil".into(),
-        ));
+        return Err(ApplyError::Invalid(MANAGED_FIELDS_MUST_BE_NIL.into()));
     }
     if manager.is_empty() {
-        return Err(ApplyError::BadRequest(
-            "PATCH request of type apply requires a fieldManager".into(),
-        ));
+        return Err(ApplyError::Invalid(FIELD_MANAGER_REQUIRED.into()));
     }
     let applied = scope_to_subresource(applied, subresource);
     let api_version = api_version_of(&applied);
