@@ -445,7 +445,7 @@ fn invalid_nodepools_are_rejected_with_the_apiserver_errors() {
         ),
         nodepool("Gt with a non-integer")
             .set(REQ0, json!({"key": "karpenter.k8s.aws/instance-generation", "operator": "Gt", "values": ["two"]}))
-            .rejects(req, "must have a single positive integer value"),
+            .rejects(req, r#"spec.template.spec.requirements: Invalid value: "array": type conversion error from 'string' to 'int' evaluating rule: requirements operator 'Gt', 'Lt', 'Gte', or 'Lte' must have a single positive integer value"#),
         nodepool("Gt with two values")
             .set(REQ0, json!({"key": "karpenter.k8s.aws/instance-generation", "operator": "Gt", "values": ["2", "3"]}))
             .rejects(req, r#"spec.template.spec.requirements: Invalid value: "array": requirements operator 'Gt', 'Lt', 'Gte', or 'Lte' must have a single positive integer value"#),

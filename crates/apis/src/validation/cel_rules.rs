@@ -301,8 +301,12 @@ fn go_style_error(error: &ExecutionError) -> String {
         ExecutionError::RemainderByZero(_) => "modulus by zero".to_owned(),
         ExecutionError::Overflow(..) => "integer overflow".to_owned(),
         ExecutionError::UndeclaredReference(name) => format!("no such attribute: {name}"),
-        ExecutionError::FunctionError { function, message } if function == "int" => {
-            format!("cannot convert string to int: {message}")
+        // cel-go reports a failed string conversion by the types alone.
+        ExecutionError::FunctionError { function, message }
+            if matches!(function.as_str(), "int" | "uint" | "double")
+                && message.starts_with("string parse error") =>
+        {
+            format!("type conversion error from 'string' to '{function}'")
         }
         ExecutionError::FunctionError { function, message } => format!("{function}: {message}"),
         other => other.to_string(),
