@@ -77,6 +77,16 @@ pub fn ec2nodeclass_hash(nodeclass: &EC2NodeClass) -> String {
 /// the resolved AMI family is hashed instead, so setting `amiFamily` to what an alias already
 /// implies does not drift nodes. `metadataOptions` is hashed with its CRD defaults applied.
 pub fn ec2nodeclass_spec_hash(spec: &EC2NodeClassSpec, resolved_ami_family: AmiFamily) -> String {
+    ec2nodeclass_spec_hash_with_ca_bundle(spec, resolved_ami_family, None)
+}
+
+/// [`ec2nodeclass_spec_hash`] that also covers the cluster CA bundle, as upstream v1.14.1 does
+/// (a rotated CA then drifts nodes). `None` hashes exactly like [`ec2nodeclass_spec_hash`].
+pub fn ec2nodeclass_spec_hash_with_ca_bundle(
+    spec: &EC2NodeClassSpec,
+    resolved_ami_family: AmiFamily,
+    ca_bundle: Option<&str>,
+) -> String {
     let mut spec = spec.clone();
     spec.subnet_selector_terms.clear();
     spec.security_group_selector_terms.clear();
@@ -122,6 +132,7 @@ pub fn ec2nodeclass_spec_hash(spec: &EC2NodeClassSpec, resolved_ami_family: AmiF
     let tree = json!({
         "spec": spec_value,
         "amiFamily": resolved_ami_family.as_str(),
+        "caBundle": ca_bundle,
     });
     hash_tree(&tree)
 }

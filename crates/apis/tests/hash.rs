@@ -5,7 +5,7 @@
 use karpenter_apis::ec2nodeclass::{AmiFamily, EC2NodeClass};
 use karpenter_apis::hash::{
     EC2NODECLASS_HASH_VERSION_VALUE, NODEPOOL_HASH_VERSION_VALUE, ec2nodeclass_hash,
-    ec2nodeclass_spec_hash, nodepool_hash,
+    ec2nodeclass_spec_hash, ec2nodeclass_spec_hash_with_ca_bundle, nodepool_hash,
 };
 use karpenter_apis::nodepool::NodePool;
 use serde_json::{Value, json};
@@ -250,6 +250,19 @@ fn ec2nodeclass_hash_defaults_metadata_options() {
     );
     assert_eq!(nc_hash(&absent), nc_hash(&explicit));
     assert_eq!(nc_hash(&absent), nc_hash(&partial));
+}
+
+#[test]
+fn ec2nodeclass_hash_covers_ca_bundle() {
+    let nodeclass: EC2NodeClass = serde_yaml_ng::from_str(FULL_EC2NODECLASS).expect("EC2NodeClass");
+    let family = nodeclass.resolved_ami_family();
+    let plain = ec2nodeclass_spec_hash(&nodeclass.spec, family);
+    let none = ec2nodeclass_spec_hash_with_ca_bundle(&nodeclass.spec, family, None);
+    let ca1 = ec2nodeclass_spec_hash_with_ca_bundle(&nodeclass.spec, family, Some("CA1"));
+    let ca2 = ec2nodeclass_spec_hash_with_ca_bundle(&nodeclass.spec, family, Some("CA2"));
+    assert_eq!(plain, none);
+    assert_ne!(plain, ca1);
+    assert_ne!(ca1, ca2);
 }
 
 #[test]
