@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
     /// The string did not follow the selector grammar.
-    #[error("unable to parse requirement: found '{found}', expected: {expected}")]
+    #[error("found '{found}', expected: {expected}")]
     Syntax {
         /// The token that was found (`end of string` at the end).
         found: String,
@@ -56,7 +56,7 @@ pub enum SelectorError {
         term: String,
     },
     /// A field selector value with a bad escape or an unescaped special character.
-    #[error("invalid field selector: {0}")]
+    #[error("{0}")]
     FieldValue(String),
 }
 
