@@ -82,7 +82,7 @@ const CONDITION_TYPE: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 /// Condition reason (non-empty CamelCase-ish).
 const CONDITION_REASON: &str = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$";
 /// Condition reason that may be empty (NodeClaim).
-const CONDITION_REASON_OPTIONAL: &str = r"^([A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?)?$";
+const CONDITION_REASON_OPTIONAL: &str = r"^([A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?|)$";
 
 const EVICTION_SIGNALS: &str = "['memory.available','nodefs.available','nodefs.inodesFree','imagefs.available','imagefs.inodesFree','pid.available']";
 
@@ -318,9 +318,10 @@ fn taints(description: &str) -> S {
                 .min_len(1)
                 .pattern(QUALIFIED_NAME),
         )
+        // Upstream's hack/validation/taint.sh gives values the qualified-name pattern too.
         .prop(
             "value",
-            S::string().desc("Taint value.").pattern(LABEL_VALUE),
+            S::string().desc("Taint value.").pattern(QUALIFIED_NAME),
         )
         .prop(
             "effect",
