@@ -1706,6 +1706,99 @@ mod tests {
         assert_eq!(label_key_rules("self", false).len(), 3);
     }
 
+    /// Names, scope, subresources and printer columns (name, priority) of a CRD.
+    fn facts(
+        crd: &CustomResourceDefinition,
+    ) -> (String, Vec<String>, Vec<String>, bool, Vec<(String, i32)>) {
+        let version = &crd.spec.versions[0];
+        let subresources = version.subresources.as_ref().unwrap();
+        assert!(subresources.status.is_some(), "status subresource");
+        let scale = subresources.scale.as_ref().map(|s| {
+            assert_eq!(s.spec_replicas_path, ".spec.replicas");
+            assert_eq!(s.status_replicas_path, ".status.nodes");
+        });
+        assert!(version.served && version.storage);
+        assert_eq!(version.name, "v1");
+        (
+            crd.spec.scope.clone(),
+            crd.spec.names.categories.clone().unwrap_or_default(),
+            crd.spec.names.short_names.clone().unwrap_or_default(),
+            scale.is_some(),
+            version
+                .additional_printer_columns
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| (c.name, c.priority.unwrap_or(0)))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn names_subresources_and_columns() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let cols = |v: &[(&str, i32)]| {
+            v.iter()
+                .map(|(n, p)| (n.to_string(), *p))
+                .collect::<Vec<_>>()
+        };
+        let cases = [
+            (
+                nodepool_crd().unwrap(),
+                (
+                    "Cluster".to_string(),
+                    s(&["karpenter"]),
+                    s(&[]),
+                    true,
+                    cols(&[
+                        ("NodeClass", 0),
+                        ("Nodes", 0),
+                        ("Ready", 0),
+                        ("Age", 0),
+                        ("Weight", 1),
+                        ("CPU", 1),
+                        ("Memory", 1),
+                    ]),
+                ),
+            ),
+            (
+                nodeclaim_crd().unwrap(),
+                (
+                    "Cluster".to_string(),
+                    s(&["karpenter"]),
+                    s(&[]),
+                    false,
+                    cols(&[
+                        ("Type", 0),
+                        ("Capacity", 0),
+                        ("Zone", 0),
+                        ("Node", 0),
+                        ("Ready", 0),
+                        ("Age", 0),
+                        ("ImageID", 1),
+                        ("ID", 1),
+                        ("NodePool", 1),
+                        ("NodeClass", 1),
+                        ("Drifted", 1),
+                    ]),
+                ),
+            ),
+            (
+                ec2nodeclass_crd().unwrap(),
+                (
+                    "Cluster".to_string(),
+                    s(&["karpenter"]),
+                    s(&["ec2nc", "ec2ncs"]),
+                    false,
+                    cols(&[("Ready", 0), ("Age", 0), ("Role", 1)]),
+                ),
+            ),
+        ];
+        for (crd, want) in cases {
+            assert_eq!(facts(&crd), want, "{:?}", crd.metadata.name);
+        }
+    }
+
     #[test]
     fn render_is_deterministic() {
         let first = render_all().unwrap();
