@@ -591,14 +591,49 @@ fn cel_rules() {
             .spec(json!({"a": "b"}))
             .error("spec.a", "should match")
             .error("spec", "ran"),
-        case("root rules see metadata.name")
-            .schema(props(json!({})))
-            .whole(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {}}))
-            .defaulted("/metadata/name", json!("w")),
+        case("property names are escaped for rules")
+            .schema(json!({"type": "object",
+                "properties": {"x-y": {"type": "string"}, "namespace": {"type": "string"}, "a.b": {"type": "string"}},
+                "x-kubernetes-validations": [{"rule": "self.x__dash__y == 'ok' && self.__namespace__ == 'n' && self.a__dot__b == 'd'", "message": "escaped"}]}))
+            .spec(json!({"x-y": "no", "namespace": "n", "a.b": "d"}))
+            .error("spec", "escaped"),
+        case("escaped property names resolve")
+            .schema(json!({"type": "object",
+                "properties": {"x-y": {"type": "string"}, "namespace": {"type": "string"}},
+                "x-kubernetes-validations": [{"rule": "self.x__dash__y == 'ok' && self.__namespace__ == 'n'"}]}))
+            .spec(json!({"x-y": "ok", "namespace": "n"})),
     ];
     for c in cases {
         check(c);
     }
+}
+
+#[test]
+fn root_rules_see_only_name_and_generate_name_of_metadata() {
+    let mut definition = crd(props(json!({})));
+    let root = definition.spec.versions[0]
+        .schema
+        .as_mut()
+        .and_then(|s| s.open_api_v3_schema.as_mut())
+        .expect("root schema");
+    root.x_kubernetes_validations = Some(vec![serde_json::from_value(json!({
+        "rule": "self.metadata.name.startsWith('w') && !has(self.metadata.labels) && self.kind == 'Widget'",
+        "message": "root rule failed"
+    }))
+    .expect("rule")]);
+    let validator = CrdValidator::new(&definition).expect("compiles");
+    let mut named = object(json!({}));
+    named["metadata"]["labels"] = json!({"a": "b"});
+    assert!(validator.admit("v1", &named, None).is_ok());
+    named["metadata"]["name"] = json!("x");
+    let errors = validator.admit("v1", &named, None).expect_err("rule fails");
+    assert!(
+        errors.contains(
+            "<nil>",
+            r#"<nil>: Invalid value: "object": root rule failed"#
+        ),
+        "{errors}"
+    );
 }
 
 #[test]
@@ -648,6 +683,19 @@ fn transition_rules() {
             .spec(json!({"l": [{"name": "b", "v": 1}, {"name": "a", "v": 1}]}))
             .old(json!({"l": [{"name": "a", "v": 2}, {"name": "b", "v": 1}]}))
             .error("spec.l[1].v", "may only grow"),
+        case("optionalOldSelf rules run on create")
+            .schema(props(json!({"a": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "oldSelf.hasValue() || self == 'init'", "message": "must start at init", "optionalOldSelf": true}
+            ]}})))
+            .spec(json!({"a": "other"}))
+            .error("spec.a", "must start at init"),
+        case("optionalOldSelf rules see the old value on update")
+            .schema(props(json!({"a": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "!oldSelf.hasValue() || oldSelf.value() == self", "message": "frozen", "optionalOldSelf": true}
+            ]}})))
+            .spec(json!({"a": "other"}))
+            .old(json!({"a": "init"}))
+            .error("spec.a", "frozen"),
         case("new list-map items have no oldSelf")
             .schema(keyed.clone())
             .spec(json!({"l": [{"name": "c", "v": 0}]}))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cel::common::types::{DYN_TYPE, INT_TYPE, LIST_TYPE, STRING_TYPE};
 use cel::common::value::CowVal;
-use cel::objects::{Key, Map};
+use cel::objects::{Key, Map, OptionalValue};
 use cel::{Context, Env, ExecutionError, Program, Value as CelValue, extensions};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::ValidationRule;
 use serde_json::Value;
@@ -100,6 +100,9 @@ pub(crate) struct Rule {
     field_path: Vec<Segment>,
     reason: Option<ErrorType>,
     pub(crate) uses_old_self: bool,
+    /// `optionalOldSelf`: the rule also runs without an old value, seeing `oldSelf` as an
+    /// optional (`optional.none()` on create).
+    optional_old_self: bool,
 }
 
 /// The shared CEL environment: built once per validator.
@@ -186,6 +189,7 @@ impl CelEnv {
             field_path,
             reason,
             uses_old_self,
+            optional_old_self: uses_old_self && raw.optional_old_self.unwrap_or(false),
         })
     }
 
@@ -206,20 +210,40 @@ impl CelEnv {
         if node.rules.is_empty() || new.is_null() {
             return;
         }
+        let self_value = to_cel(Some(node), new, resource_root);
+        let old = old.filter(|o| !o.is_null());
+        let old_value = match old {
+            Some(old) if node.rules.iter().any(|r| r.uses_old_self) => {
+                Some(to_cel(Some(node), old, resource_root))
+            }
+            _ => None,
+        };
         let mut context = Context::with_env(Arc::clone(&self.env));
-        context.add_variable_from_value("self", to_cel(Some(node), new, resource_root));
-        let needs_old = node.rules.iter().any(|r| r.uses_old_self);
-        if needs_old && let Some(old) = old.filter(|o| !o.is_null()) {
-            context.add_variable_from_value("oldSelf", to_cel(Some(node), old, resource_root));
+        context.add_variable_from_value("self", self_value.clone());
+        if let Some(old_value) = &old_value {
+            context.add_variable_from_value("oldSelf", old_value.clone());
         }
-        let has_old = old.is_some_and(|o| !o.is_null());
+        let optional_context = node.rules.iter().any(|r| r.optional_old_self).then(|| {
+            let optional = match &old_value {
+                Some(old_value) => OptionalValue::of(old_value.clone()),
+                None => OptionalValue::none(),
+            };
+            let mut context = Context::with_env(Arc::clone(&self.env));
+            context.add_variable_from_value("self", self_value.clone());
+            context.add_variable_from_value("oldSelf", CelValue::Opaque(Arc::new(optional)));
+            context
+        });
         for rule in &node.rules {
-            if rule.uses_old_self && !has_old {
+            if rule.uses_old_self && old_value.is_none() && !rule.optional_old_self {
                 continue;
             }
+            let rule_context = match (&optional_context, rule.optional_old_self) {
+                (Some(optional), true) => optional,
+                _ => &context,
+            };
             let error_text = rule_error_string(rule);
             let type_value = Value::String(node.type_name().to_owned());
-            match rule.program.execute(&context) {
+            match rule.program.execute(rule_context) {
                 Ok(CelValue::Bool(true)) => {}
                 Ok(CelValue::Bool(false)) => {
                     if ratcheted && !rule.uses_old_self {
@@ -402,11 +426,80 @@ pub(crate) fn to_cel(node: Option<&Node>, value: &Value, resource_root: bool) ->
                 } else {
                     to_cel(child, field, false)
                 };
-                map.insert(Key::String(Arc::new(key.clone())), converted);
+                // Declared properties are CEL fields and go by their escaped names; map keys
+                // (additionalProperties, preserved unknown fields) stay as they are.
+                let declared = node.is_some_and(|n| n.properties.contains_key(key));
+                let name = if declared {
+                    escape_property(key)
+                } else {
+                    Some(key.clone())
+                };
+                if let Some(name) = name {
+                    map.insert(Key::String(Arc::new(name)), converted);
+                }
             }
             CelValue::Map(Map { map: Arc::new(map) })
         }
     }
+}
+
+/// Identifiers CEL reserves, which the apiserver exposes as `__name__`.
+const CEL_RESERVED: &[&str] = &[
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+];
+
+/// A property name as a rule sees it: reserved words wrapped in `__`, and `_`, `.`, `-`, `/`
+/// spelled out (`__underscores__`, `__dot__`, `__dash__`, `__slash__`). A name that cannot be
+/// escaped (other characters, or a leading digit) is invisible to rules, as in the apiserver.
+pub(crate) fn escape_property(name: &str) -> Option<String> {
+    if CEL_RESERVED.contains(&name) {
+        return Some(format!("__{name}__"));
+    }
+    let first = name.chars().next()?;
+    if !(first.is_ascii_alphabetic() || first == '_') {
+        return None;
+    }
+    if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.contains("__") {
+        return Some(name.to_owned());
+    }
+    let mut escaped = String::with_capacity(name.len() + 8);
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("__") {
+            escaped.push_str("__underscores__");
+            rest = after;
+            continue;
+        }
+        match c {
+            '.' => escaped.push_str("__dot__"),
+            '-' => escaped.push_str("__dash__"),
+            '/' => escaped.push_str("__slash__"),
+            c if c.is_ascii_alphanumeric() || c == '_' => escaped.push(c),
+            _ => return None,
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    Some(escaped)
 }
 
 // ---- Kubernetes CEL library functions -------------------------------------------------------
