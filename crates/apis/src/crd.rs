@@ -1706,10 +1706,11 @@ mod tests {
         assert_eq!(label_key_rules("self", false).len(), 3);
     }
 
+    /// Scope, categories, short names, whether scale is on, printer columns (name, priority).
+    type Facts = (String, Vec<String>, Vec<String>, bool, Vec<(String, i32)>);
+
     /// Names, scope, subresources and printer columns (name, priority) of a CRD.
-    fn facts(
-        crd: &CustomResourceDefinition,
-    ) -> (String, Vec<String>, Vec<String>, bool, Vec<(String, i32)>) {
+    fn facts(crd: &CustomResourceDefinition) -> Facts {
         let version = &crd.spec.versions[0];
         let subresources = version.subresources.as_ref().unwrap();
         assert!(subresources.status.is_some(), "status subresource");
