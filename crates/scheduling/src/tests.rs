@@ -1,0 +1,4 @@
+//! Table tests of the solver through `testing::check`.
+
+mod cases;
+mod props;
