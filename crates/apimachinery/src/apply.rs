@@ -467,24 +467,23 @@ type ItemIdentity = Box<dyn Fn(&Value) -> Option<String>>;
 /// Merges an applied configuration over the live object: maps field by field, keyed lists
 /// item by item, sets by value, atomic lists and maps replaced. `null` removes a field.
 fn merge(
-    live: &Value,
+    live: Value,
     applied: &Value,
     schema: &dyn PatchSchema,
     segments: &mut Vec<String>,
 ) -> Value {
     let seg_refs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (live, applied) {
-        (Value::Object(l), Value::Object(a))
+        (Value::Object(mut out), Value::Object(a))
             if segments.is_empty() || !schema.is_atomic_map(&seg_refs) =>
         {
-            let mut out = l.clone();
             for (key, value) in a {
+                let existing = out.remove(key);
                 if value.is_null() {
-                    out.remove(key);
                     continue;
                 }
                 segments.push(key.clone());
-                let merged = match l.get(key) {
+                let merged = match existing {
                     Some(existing) => merge(existing, value, schema, segments),
                     None => value.clone(),
                 };
@@ -501,8 +500,9 @@ fn merge(
                     Box::new(move |v: &Value| item_key(v, &keys).ok())
                 }
             };
+            let mut item_segments = segments.clone();
             Value::Array(merge_list(l, a, &identity, |lv, av| {
-                merge(lv, av, schema, &mut segments.clone())
+                merge(lv, av, schema, &mut item_segments)
             }))
         }
         _ => applied.clone(),
@@ -513,18 +513,18 @@ fn merge(
 /// live list has are emitted where they stand, shared items are merged in the applied order,
 /// and new items come where the applied list has them.
 fn merge_list(
-    live: &[Value],
+    live: Vec<Value>,
     applied: &[Value],
     identity: &dyn Fn(&Value) -> Option<String>,
-    merge_item: impl Fn(&Value, &Value) -> Value,
+    mut merge_item: impl FnMut(Value, &Value) -> Value,
 ) -> Vec<Value> {
     let live_ids: Vec<Option<String>> = live.iter().map(identity).collect();
     let applied_ids: Vec<Option<String>> = applied.iter().map(identity).collect();
+    let mut live: Vec<Option<Value>> = live.into_iter().map(Some).collect();
     let in_applied = |id: &Option<String>| id.is_some() && applied_ids.contains(id);
-    let live_item = |id: &Option<String>| {
+    let live_position = |id: &Option<String>| {
         id.as_ref()
             .and_then(|_| live_ids.iter().position(|l| l == id))
-            .and_then(|i| live.get(i))
     };
     // Shared items in applied order; the next one due decides which live item may go next.
     let mut shared: std::collections::VecDeque<&Option<String>> = applied_ids
@@ -535,14 +535,13 @@ fn merge_list(
     let mut out = Vec::with_capacity(live.len() + applied.len());
     let (mut li, mut ri) = (0, 0);
     while li < live.len() || ri < applied.len() {
-        if let (Some(lid), Some(rid), Some(l), Some(r)) = (
-            live_ids.get(li),
-            applied_ids.get(ri),
-            live.get(li),
-            applied.get(ri),
-        ) {
+        if let (Some(lid), Some(rid), Some(r)) =
+            (live_ids.get(li), applied_ids.get(ri), applied.get(ri))
+        {
             if lid.is_some() && lid == rid {
-                out.push(merge_item(l, r));
+                if let Some(l) = live.get_mut(li).and_then(Option::take) {
+                    out.push(merge_item(l, r));
+                }
                 merged_ids.push(rid);
                 li += 1;
                 ri += 1;
@@ -556,9 +555,9 @@ fn merge_list(
                 continue;
             }
         }
-        if let (Some(lid), Some(l)) = (live_ids.get(li), live.get(li)) {
+        if let Some(lid) = live_ids.get(li) {
             if !in_applied(lid) {
-                out.push(l.clone());
+                out.extend(live.get_mut(li).and_then(Option::take));
                 li += 1;
                 continue;
             }
@@ -568,7 +567,8 @@ fn merge_list(
             }
         }
         if let (Some(rid), Some(r)) = (applied_ids.get(ri), applied.get(ri)) {
-            match live_item(rid) {
+            let existing = live_position(rid).and_then(|i| live.get_mut(i).and_then(Option::take));
+            match existing {
                 Some(l) => out.push(merge_item(l, r)),
                 None => out.push(r.clone()),
             }
@@ -736,54 +736,63 @@ pub fn server_side_apply(
 
     let applied_nodes = walk(&applied, schema, true)?;
     let new_set = applied_field_set(&applied_nodes);
-    let me = Entry {
+    drop(applied_nodes);
+    let identity = Entry {
         manager: manager.to_string(),
         operation: Operation::Apply,
-        api_version: api_version.clone(),
+        api_version,
         time: None,
         subresource: subresource.map(str::to_string),
-        fields: new_set.clone(),
+        fields: FieldSet::new(),
     };
-    let previous = entries.iter().position(|e| e.same_identity(&me));
-    let last_set = previous
-        .and_then(|i| entries.get(i))
-        .map(|e| e.fields.clone())
-        .unwrap_or_default();
-    // Only other appliers protect a field from pruning; an updater's co-ownership does not
-    // (structured-merge-diff's prune adds back items owned by applied sets only).
-    let other_appliers = entries
+    let previous = entries.iter().position(|e| e.same_identity(&identity));
+    // The applier's old entry is replaced below, so its set can be taken rather than copied.
+    let (last_set, last_time) = match previous.and_then(|i| entries.get_mut(i)) {
+        Some(old) => (std::mem::take(&mut old.fields), old.time.clone()),
+        None => (FieldSet::new(), None),
+    };
+    let set_unchanged = previous.is_some() && last_set == new_set;
+
+    let live_nodes = walk(&live_obj, schema, false)?;
+    let mut merged = merge(live_obj, &applied, schema, &mut Vec::new());
+
+    // Prune what this manager stopped applying, unless this apply or another applier still
+    // owns it or something beneath it. Only appliers protect a field: an updater's
+    // co-ownership does not (structured-merge-diff's prune adds back applied sets only).
+    let other_appliers: Vec<&FieldSet> = entries
         .iter()
         .enumerate()
         .filter(|(i, e)| Some(*i) != previous && e.operation == Operation::Apply)
-        .fold(FieldSet::new(), |acc, (_, e)| acc.union(&e.fields));
-
-    let mut merged = merge(&live_obj, &applied, schema, &mut Vec::new());
-
-    // Prune what this manager stopped applying, unless this apply or another applier still
-    // owns it or something beneath it.
-    let keep = new_set.union(&other_appliers);
-    let to_remove = last_set.difference(&keep);
+        .map(|(_, e)| &e.fields)
+        .collect();
+    let kept = |p: &FieldPath| new_set.contains(p) || other_appliers.iter().any(|s| s.contains(p));
+    let kept_below = |p: &FieldPath| {
+        new_set.has_descendant_of(p) || other_appliers.iter().any(|s| s.has_descendant_of(p))
+    };
     // Sorted order visits an item before its fields, so a removed item takes its fields along.
     let mut removed: Vec<&FieldPath> = Vec::new();
-    for path in to_remove.iter() {
-        let under_removed = removed.iter().any(|r| path.starts_with(r));
-        if under_removed || keep.has_descendant_of(path) || is_key_field_of_item(path) {
+    for path in last_set.iter() {
+        if kept(path)
+            || removed.iter().any(|r| path.starts_with(r))
+            || kept_below(path)
+            || is_key_field_of_item(path)
+        {
             continue;
         }
         remove_path(&mut merged, path, schema);
         removed.push(path);
     }
 
-    let live_nodes = walk(&live_obj, schema, false)?;
     let merged_nodes = walk(&merged, schema, false)?;
     let diff = compare(&live_nodes, &merged_nodes);
+    drop((live_nodes, merged_nodes));
 
     let mut conflicts = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         if Some(i) == previous {
             continue;
         }
-        for path in entry.fields.intersection(&diff.changed).iter() {
+        for path in entry.fields.iter().filter(|p| diff.changed.contains(p)) {
             conflicts.push(Conflict {
                 manager: entry.manager.clone(),
                 operation: entry.operation,
@@ -797,19 +806,23 @@ pub fn server_side_apply(
         conflicts.sort();
         return Err(ApplyError::Conflicts(conflicts));
     }
-    for (i, entry) in entries.iter_mut().enumerate() {
-        if Some(i) != previous {
-            entry.fields = entry.fields.difference(&diff.changed);
-        }
-        entry.fields = entry.fields.difference(&diff.removed);
+    for entry in entries.iter_mut() {
+        entry
+            .fields
+            .retain(|p| !diff.changed.contains(p) && !diff.removed.contains(p));
     }
 
     // A no-op apply keeps the old timestamp so the object stays byte-identical.
-    let time = match previous.and_then(|i| entries.get(i)) {
-        Some(old) if diff.same && old.fields == new_set => old.time.clone(),
-        _ => Some(now.to_string()),
+    let time = if diff.same && set_unchanged {
+        last_time
+    } else {
+        Some(now.to_string())
     };
-    let me = Entry { time, ..me };
+    let me = Entry {
+        time,
+        fields: new_set,
+        ..identity
+    };
     match previous.and_then(|i| entries.get_mut(i)) {
         Some(slot) => *slot = me,
         None => entries.push(me),
@@ -871,10 +884,10 @@ pub fn update_managed_fields(
     };
     let previous = entries.iter().position(|e| e.same_identity(&me));
     for (i, entry) in entries.iter_mut().enumerate() {
-        if Some(i) != previous {
-            entry.fields = entry.fields.difference(&diff.changed);
-        }
-        entry.fields = entry.fields.difference(&diff.removed);
+        let mine = Some(i) == previous;
+        entry
+            .fields
+            .retain(|p| (mine || !diff.changed.contains(p)) && !diff.removed.contains(p));
     }
     if !diff.changed.is_empty() {
         match previous.and_then(|i| entries.get_mut(i)) {
