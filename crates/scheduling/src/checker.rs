@@ -679,11 +679,16 @@ fn check_topology(
                         .unwrap_or(0)
                 }
             };
-            // Pods selected by the group but without this constraint can push counts beyond
-            // what the constraint controls; only judge groups whose members all carry it.
-            let uniform = occupants
-                .iter()
-                .all(|(q, _)| !selects(q) || q.topology_spread.contains(tsc));
+            // Pods selected by the group but without this constraint (or with other node
+            // requirements, hence other eligible domains under nodeAffinityPolicy Honor) can push
+            // counts beyond what the constraint controls; only judge groups whose members all
+            // carry the same constraint and node requirements.
+            let uniform = occupants.iter().all(|(q, _)| {
+                !selects(q)
+                    || (q.topology_spread.contains(tsc)
+                        && q.node_selector == p.node_selector
+                        && q.required_node_affinity == p.required_node_affinity)
+            });
             if uniform && here - min > i64::from(tsc.max_skew) {
                 v.push(format!(
                     "pod {} spread on {key}: {mine} has {here}, min {min}, maxSkew {}",
@@ -731,7 +736,10 @@ fn domain_universe(input: &SchedulingInput, key: &str, p: &PodView) -> BTreeSet<
                 }
                 Some(_) => {}
                 None => {
-                    if let Some(t) = tmpl.get(key).filter(|t| t.is_finite()) {
+                    let offering_key = key == labels::ZONE
+                        || key == labels::CAPACITY_TYPE
+                        || it.offerings.iter().any(|o| o.labels.contains_key(key));
+                    if let Some(t) = tmpl.get(key).filter(|t| t.is_finite() && !offering_key) {
                         u.extend(t.values().iter().cloned());
                     }
                 }
