@@ -296,18 +296,23 @@ fn is_untracked(path: &[PathElement]) -> bool {
 /// fields are listed separately (`Map`: an object or a non-atomic list, never owned by an apply;
 /// `Item`: an item of a keyed list, owned as `.`).
 #[derive(Debug, Clone)]
-enum Node {
-    Leaf(Value),
+enum Node<'a> {
+    Leaf(&'a Value),
     Map,
     Item,
 }
 
-type Nodes = std::collections::BTreeMap<FieldPath, Node>;
+// Hashed: walks only look paths up; anything that reaches output goes through a sorted FieldSet.
+type Nodes<'a> = std::collections::HashMap<FieldPath, Node<'a>>;
 
 /// Lists every field and container of `value` under the schema's list and map rules.
 /// `strict` rejects list items without their keys and duplicate keys (applied configurations);
 /// live objects fall back to positions instead.
-fn walk(value: &Value, schema: &dyn PatchSchema, strict: bool) -> Result<Nodes, ApplyError> {
+fn walk<'a>(
+    value: &'a Value,
+    schema: &dyn PatchSchema,
+    strict: bool,
+) -> Result<Nodes<'a>, ApplyError> {
     let mut nodes = Nodes::new();
     let mut segments = Vec::new();
     let mut path = Vec::new();
@@ -316,19 +321,19 @@ fn walk(value: &Value, schema: &dyn PatchSchema, strict: bool) -> Result<Nodes, 
     Ok(nodes)
 }
 
-fn walk_into(
-    value: &Value,
+fn walk_into<'a>(
+    value: &'a Value,
     schema: &dyn PatchSchema,
     strict: bool,
     segments: &mut Vec<String>,
     path: &mut FieldPath,
-    nodes: &mut Nodes,
+    nodes: &mut Nodes<'a>,
 ) -> Result<(), ApplyError> {
-    let seg_refs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match value {
         Value::Object(map) => {
+            let seg_refs: Vec<&str> = segments.iter().map(String::as_str).collect();
             if map.is_empty() || (!path.is_empty() && schema.is_atomic_map(&seg_refs)) {
-                nodes.insert(path.clone(), Node::Leaf(value.clone()));
+                nodes.insert(path.clone(), Node::Leaf(value));
                 return Ok(());
             }
             nodes.insert(path.clone(), Node::Map);
@@ -342,13 +347,14 @@ fn walk_into(
             Ok(())
         }
         Value::Array(items) => {
+            let seg_refs: Vec<&str> = segments.iter().map(String::as_str).collect();
             let strategy = schema.list_strategy(&seg_refs);
             if strategy != ListStrategy::Atomic {
                 nodes.insert(path.clone(), Node::Map);
             }
             match strategy {
                 ListStrategy::Atomic => {
-                    nodes.insert(path.clone(), Node::Leaf(value.clone()));
+                    nodes.insert(path.clone(), Node::Leaf(value));
                 }
                 ListStrategy::MergePrimitives => {
                     for item in items {
@@ -356,7 +362,7 @@ fn walk_into(
                         if strict && nodes.contains_key(path.as_slice()) {
                             return Err(duplicate(path));
                         }
-                        nodes.insert(path.clone(), Node::Leaf(item.clone()));
+                        nodes.insert(path.clone(), Node::Leaf(item));
                         path.pop();
                     }
                 }
@@ -389,7 +395,7 @@ fn walk_into(
             Ok(())
         }
         other => {
-            nodes.insert(path.clone(), Node::Leaf(other.clone()));
+            nodes.insert(path.clone(), Node::Leaf(other));
             Ok(())
         }
     }
@@ -754,7 +760,7 @@ pub fn server_side_apply(
     let set_unchanged = previous.is_some() && last_set == new_set;
 
     let live_nodes = walk(&live_obj, schema, false)?;
-    let mut merged = merge(live_obj, &applied, schema, &mut Vec::new());
+    let mut merged = merge(live_obj.clone(), &applied, schema, &mut Vec::new());
 
     // Prune what this manager stopped applying, unless this apply or another applier still
     // owns it or something beneath it. Only appliers protect a field: an updater's
