@@ -865,8 +865,9 @@ pub fn update_managed_fields(
             set_managed_fields(&mut cleared, Vec::new());
             return Ok(cleared);
         }
+        // Like the server, client-sent entries that do not decode fall back to the live ones.
         Some(Value::Array(items)) if !items.is_empty() && new_entries_raw != old_entries_raw => {
-            decode_entries(Some(new))?
+            decode_entries(Some(new)).or_else(|_| decode_entries(old))?
         }
         _ => decode_entries(old)?,
     };

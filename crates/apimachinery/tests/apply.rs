@@ -657,6 +657,36 @@ fn update_records_created_maps_with_a_dot() {
     )
     .unwrap();
     assert!(cleared["metadata"].get("managedFields").is_none());
+    // Undecodable client-sent entries fall back to the stored ones.
+    let mut garbage = out.clone();
+    garbage["metadata"]["managedFields"] = json!([{"manager": "x", "operation": "Frob"}]);
+    let kept = update_managed_fields(
+        Some(&out),
+        &garbage,
+        "x",
+        &schema,
+        "2026-01-01T00:02:30Z",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        kept["metadata"]["managedFields"],
+        out["metadata"]["managedFields"]
+    );
+    // Client-sent entries that decode replace the stored ones.
+    let mut replaced = out.clone();
+    replaced["metadata"]["managedFields"] = json!([{"manager": "other", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:nodeName": {}}}}]);
+    let taken = update_managed_fields(
+        Some(&out),
+        &replaced,
+        "x",
+        &schema,
+        "2026-01-01T00:02:40Z",
+        None,
+    )
+    .unwrap();
+    assert_eq!(managed_field_sets(&taken).unwrap().len(), 1);
+    assert_eq!(managed_field_sets(&taken).unwrap()[0].manager, "other");
     // An empty list is not a reset: the old entries stay.
     let mut empty = out.clone();
     empty["metadata"]["managedFields"] = json!([]);
