@@ -535,8 +535,30 @@ fn list_arg(value: &CelValue, function: &str) -> Result<Arc<Vec<CelValue>>, Exec
     }
 }
 
+/// Most rule regexes are literals evaluated for every list item; compiling one costs far more
+/// than matching it, so each thread keeps the ones it has compiled (bounded, and cleared when
+/// full). Function overloads are plain `fn`s, so the cache cannot live in the environment.
+const REGEX_CACHE_CAPACITY: usize = 256;
+
+thread_local! {
+    static REGEX_CACHE: std::cell::RefCell<HashMap<String, regex::Regex>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
 fn compile_regex(pattern: &str, function: &str) -> Result<regex::Regex, ExecutionError> {
-    regex::Regex::new(pattern).map_err(|e| ExecutionError::function_error(function, e))
+    REGEX_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(regex) = cache.get(pattern) {
+            return Ok(regex.clone());
+        }
+        let regex =
+            regex::Regex::new(pattern).map_err(|e| ExecutionError::function_error(function, e))?;
+        if cache.len() >= REGEX_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(pattern.to_owned(), regex.clone());
+        Ok(regex)
+    })
 }
 
 fn find<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
