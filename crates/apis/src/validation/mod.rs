@@ -6,6 +6,30 @@
 //! every object through [`CrdValidator::admit`] (or the three steps separately, in the
 //! apiserver's order: [`CrdValidator::prune`], [`CrdValidator::default`],
 //! [`CrdValidator::validate`]).
+//!
+//! What is covered:
+//! - keywords: `type`, `nullable`, `enum`, `pattern` (Rust `regex`, RE2-compatible), `format`
+//!   (`date-time`, `date`, `byte`, `uuid`, `ipv4`, `ipv6`, `cidr`; others accepted as the
+//!   apiserver accepts unknown formats), `minimum`/`maximum`/`exclusive*`, `multipleOf`,
+//!   `minLength`/`maxLength` (characters), `minItems`/`maxItems`, `minProperties`/
+//!   `maxProperties`, `required`, `properties`, `additionalProperties`, `items`, `allOf`/
+//!   `anyOf`/`oneOf`/`not`, `x-kubernetes-int-or-string`, `x-kubernetes-preserve-unknown-fields`,
+//!   `x-kubernetes-embedded-resource`, `x-kubernetes-list-type` (`set`/`map` duplicates),
+//!   `x-kubernetes-map-type: atomic` (no old-value correlation), `default`;
+//! - CEL: the standard library and macros, cel-go's strings and lists extensions, and the
+//!   Kubernetes `find`, `findAll`, `isSorted`, `sum`, `min`, `max`, list `indexOf`/
+//!   `lastIndexOf`, `sets.contains`/`equivalent`/`intersects`; `message`, `messageExpression`,
+//!   `fieldPath`, `reason`, transition rules (`oldSelf`, skipped without an old value),
+//!   `optionalOldSelf`, escaped property names (`x__dash__y`, `__namespace__`), and the
+//!   resource root seeing only `metadata.name`/`generateName`;
+//! - the apiserver's behaviour around them: CEL skipped (with its "some validation rules were
+//!   not checked" error) after blocking schema errors, validation ratcheting on update, ObjectMeta
+//!   name/generateName/namespace/labels/annotations checks, the 422 message and `Status`.
+//!
+//! Not covered: CEL cost estimation and runtime budgets, the quantity/URL/IP/CIDR/semver/format
+//! CEL libraries, `format: date-time`/`duration` values as CEL timestamps/durations (they stay
+//! strings), order-insensitive equality of set/map lists in CEL, static type checking of rules
+//! (type errors surface at evaluation, not at construction).
 
 mod cel_rules;
 mod errors;
