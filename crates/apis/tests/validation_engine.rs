@@ -591,6 +591,14 @@ fn cel_rules() {
             .spec(json!({"a": "b"}))
             .error("spec.a", "should match")
             .error("spec", "ran"),
+        case("numbers compare across int and double")
+            .schema(json!({"type": "object", "properties": {"w": {"type": "number"}, "i": {"type": "integer"}},
+                "x-kubernetes-validations": [{"rule": "self.w > 1 && self.i < 2.5 && self.w != self.i", "message": "numeric"}]}))
+            .spec(json!({"w": 1.5, "i": 2})),
+        case("a number field holding an integer is a double")
+            .schema(json!({"type": "object", "properties": {"w": {"type": "number"}},
+                "x-kubernetes-validations": [{"rule": "self.w == 2.0 && type(self.w) == double", "message": "double"}]}))
+            .spec(json!({"w": 2})),
         case("property names are escaped for rules")
             .schema(json!({"type": "object",
                 "properties": {"x-y": {"type": "string"}, "namespace": {"type": "string"}, "a.b": {"type": "string"}},
