@@ -105,6 +105,25 @@ pub(crate) struct Rule {
     optional_old_self: bool,
 }
 
+/// Where a value sits: its path, whether it is the root of a resource (whose `metadata` rules
+/// see only `name` and `generateName`), and whether an update left it unchanged.
+pub(crate) struct Site<'p> {
+    pub(crate) path: &'p FieldPath,
+    pub(crate) resource_root: bool,
+    pub(crate) unchanged: bool,
+}
+
+impl<'p> Site<'p> {
+    /// A value inside a resource (not its root).
+    pub(crate) fn nested(path: &'p FieldPath, unchanged: bool) -> Self {
+        Self {
+            path,
+            resource_root: false,
+            unchanged,
+        }
+    }
+}
+
 /// The shared CEL environment: built once per validator.
 pub(crate) struct CelEnv {
     env: Arc<Env>,
@@ -194,19 +213,17 @@ impl CelEnv {
     }
 
     /// Evaluates the rules on `node` against `new` (and `old` for transition rules), appending
-    /// failures at `path`. `ratcheted` drops failures of non-transition rules, as the apiserver
-    /// does for values an update left unchanged.
-    #[allow(clippy::too_many_arguments)]
+    /// failures at `site.path`. An unchanged site drops failures of non-transition rules, as
+    /// the apiserver ratchets values an update left as they were.
     pub(crate) fn evaluate(
         &self,
         node: &Node,
         new: &Value,
         old: Option<&Value>,
-        resource_root: bool,
-        path: &FieldPath,
-        ratcheted: bool,
+        site: &Site<'_>,
         errors: &mut Vec<FieldError>,
     ) {
+        let (path, resource_root, ratcheted) = (site.path, site.resource_root, site.unchanged);
         if node.rules.is_empty() || new.is_null() {
             return;
         }

@@ -48,7 +48,7 @@ use serde_json::Value;
 pub use errors::{BadValue, ErrorType, FieldError, FieldErrors, SchemaError};
 pub use path::{FieldPath, Segment};
 
-use cel_rules::CelEnv;
+use cel_rules::{CelEnv, Site};
 use openapi::{Walk, correlate_item};
 use schema::{Additional, Node};
 
@@ -210,7 +210,12 @@ impl CrdValidator {
                     RULES_NOT_CHECKED,
                 ));
             } else {
-                self.rules(root, new, old, &FieldPath::root(), true, false, &mut errors);
+                let root_site = Site {
+                    path: &FieldPath::root(),
+                    resource_root: true,
+                    unchanged: false,
+                };
+                self.rules(root, new, old, root_site, &mut errors);
             }
         }
         if errors.is_empty() {
@@ -279,17 +284,15 @@ impl CrdValidator {
         }
     }
 
-    /// Evaluates CEL rules depth-first. `parent_unchanged` carries ratcheting into values
-    /// that cannot be correlated with an old value (items of atomic lists).
-    #[allow(clippy::too_many_arguments)]
+    /// Evaluates CEL rules depth-first. `site.unchanged` is the parent's: it carries
+    /// ratcheting into values that cannot be correlated with an old value (items of atomic
+    /// lists).
     fn rules(
         &self,
         node: &Node,
         new: &Value,
         old: Option<&Value>,
-        path: &FieldPath,
-        resource_root: bool,
-        parent_unchanged: bool,
+        site: Site<'_>,
         errors: &mut Vec<FieldError>,
     ) {
         if new.is_null() || !node.has_rules() {
@@ -297,13 +300,12 @@ impl CrdValidator {
         }
         let unchanged = match old {
             Some(old) => old == new,
-            None => parent_unchanged,
+            None => site.unchanged,
         };
-        self.cel
-            .evaluate(node, new, old, resource_root, path, unchanged, errors);
+        let here = Site { unchanged, ..site };
+        self.cel.evaluate(node, new, old, &here, errors);
         for branch in &node.all_of {
-            self.cel
-                .evaluate(branch, new, old, resource_root, path, unchanged, errors);
+            self.cel.evaluate(branch, new, old, &here, errors);
         }
         match new {
             Value::Object(fields) => {
@@ -313,18 +315,16 @@ impl CrdValidator {
                     old.and_then(Value::as_object)
                 };
                 for (key, field) in fields {
-                    if (resource_root || node.embedded) && key == "metadata" {
+                    if (here.resource_root || node.embedded) && key == "metadata" {
                         continue;
                     }
                     let old_field = old_fields.and_then(|o| o.get(key));
-                    if let Some(child) = node.properties.get(key) {
+                    if let Some(property) = node.properties.get(key) {
                         self.rules(
-                            child,
+                            property,
                             field,
                             old_field,
-                            &path.child(key),
-                            false,
-                            unchanged,
+                            Site::nested(&here.path.child(key), unchanged),
                             errors,
                         );
                     } else if let Additional::Schema(values) = &node.additional {
@@ -332,9 +332,7 @@ impl CrdValidator {
                             values,
                             field,
                             old_field,
-                            &path.key(key),
-                            false,
-                            unchanged,
+                            Site::nested(&here.path.key(key), unchanged),
                             errors,
                         );
                     }
@@ -354,9 +352,7 @@ impl CrdValidator {
                             item_node,
                             item,
                             old_item,
-                            &path.index(i),
-                            false,
-                            unchanged,
+                            Site::nested(&here.path.index(i), unchanged),
                             errors,
                         );
                     }

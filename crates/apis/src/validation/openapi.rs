@@ -9,7 +9,7 @@ use super::errors::{BadValue, FieldError, go_quote};
 use super::path::FieldPath;
 use super::schema::{Additional, JsonType, ListType, Node};
 
-/// Where errors go and whether the walk is below a value an update left unchanged.
+/// The schema walk: where its errors go.
 pub(crate) struct Walk<'a> {
     pub(crate) errors: &'a mut Vec<FieldError>,
 }
