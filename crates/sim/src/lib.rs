@@ -8,27 +8,101 @@
 //! decisions and must not agree with them by construction), aws-sdk-*, or the controllers.
 
 pub mod apiserver;
+pub mod cluster;
+pub mod ec2;
 
 use apiserver::{ApiServer, ApiServerConfig, ApiServerHandle, ServerError};
 
 /// How a simulated cluster runs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SimConfig {
     /// The embedded API server.
     pub apiserver: ApiServerConfig,
+    /// The simulated scheduler, node agent and workload controllers.
+    pub cluster: cluster::ClusterConfig,
+}
+
+impl Default for SimConfig {
+    /// Pod termination is left to the node agent (`KubeletConfirms`) and PodDisruptionBudget
+    /// status to the workload controllers, as in a real cluster.
+    fn default() -> Self {
+        let mut apiserver = ApiServerConfig::default();
+        apiserver.store.pod_termination = apiserver::PodTermination::KubeletConfirms;
+        apiserver.pdb_controller = false;
+        SimConfig {
+            apiserver,
+            cluster: cluster::ClusterConfig::default(),
+        }
+    }
+}
+
+/// Errors starting a simulated cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The API server did not start.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// No client could be built for the server.
+    #[error("building a client for the embedded API server: {0}")]
+    Client(#[from] kube::Error),
+    /// The server's URL did not parse as a URI.
+    #[error("API server URL {url}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why it did not parse.
+        reason: String,
+    },
+}
+
+impl SimError {
+    /// A stable, low-cardinality name for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            SimError::Server(e) => e.category(),
+            SimError::Client(_) => "client",
+            SimError::Url { .. } => "url",
+        }
+    }
 }
 
 /// A running simulated cluster: the API server plus the simulated components.
-#[derive(Debug)]
 pub struct SimCluster {
     apiserver: ApiServerHandle,
+    client: kube::Client,
+    components: cluster::Components,
+}
+
+impl std::fmt::Debug for SimCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimCluster")
+            .field("apiserver", &self.apiserver)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SimCluster {
-    /// Starts the API server (components are spawned here as they are added).
-    pub async fn start(config: SimConfig) -> Result<Self, ServerError> {
+    /// Starts the API server, then the components with a kube-rs client talking to it over HTTP.
+    pub async fn start(config: SimConfig) -> Result<Self, SimError> {
         let apiserver = ApiServer::start(config.apiserver).await?;
-        Ok(SimCluster { apiserver })
+        let client = match client_for(&apiserver) {
+            Ok(c) => c,
+            Err(e) => {
+                apiserver.shutdown().await;
+                return Err(e);
+            }
+        };
+        let components = cluster::Components::start(client.clone(), config.cluster);
+        Ok(SimCluster {
+            apiserver,
+            client,
+            components,
+        })
+    }
+
+    /// A kube-rs client for the API server.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
     }
 
     /// The API server.
@@ -38,6 +112,17 @@ impl SimCluster {
 
     /// Stops every component and the server.
     pub async fn shutdown(self) {
+        self.components.shutdown().await;
         self.apiserver.shutdown().await;
     }
+}
+
+/// A kube-rs client for an embedded API server.
+pub fn client_for(apiserver: &ApiServerHandle) -> Result<kube::Client, SimError> {
+    let url = apiserver.url();
+    let uri = url.parse().map_err(|e| SimError::Url {
+        url: url.clone(),
+        reason: format!("{e}"),
+    })?;
+    Ok(kube::Client::try_from(kube::Config::new(uri))?)
 }

@@ -573,7 +573,9 @@ fn field_validation(ctx: &Ctx) -> Result<FieldValidation, ApiError> {
 
 fn parse_body(ctx: &Ctx) -> Result<Value, ApiError> {
     let ct = ctx.content_type();
-    let value: Value = if ct.contains("yaml") {
+    let value: Value = if ct.contains("protobuf") {
+        super::protobuf::decode(&ctx.body)?
+    } else if ct.contains("yaml") {
         let text = std::str::from_utf8(&ctx.body)
             .map_err(|e| ApiError::bad_request(format!("body is not UTF-8: {e}")))?;
         serde_yaml_ng::from_str(text)

@@ -14,6 +14,7 @@ pub mod faults;
 pub mod filter;
 mod http;
 pub mod object;
+mod protobuf;
 pub mod registry;
 pub mod store;
 pub mod subresource;
