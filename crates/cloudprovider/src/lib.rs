@@ -15,6 +15,7 @@
 //! implementations need not depend on the solver crate directly.
 
 pub mod clock;
+pub mod convert;
 pub mod error;
 pub mod metrics;
 
@@ -27,8 +28,11 @@ use karpenter_apis::nodeclaim::NodeClaim;
 use karpenter_apis::nodepool::NodePool;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use convert::{node_claim_requirements, parse_resource_list, resource_list};
 pub use error::{CloudProviderError, OfferingKey, Result};
 pub use karpenter_scheduling::model::allocatable;
+pub use karpenter_scheduling::quantity::QuantityError;
+pub use karpenter_scheduling::requirements::RequirementError;
 pub use karpenter_scheduling::{
     InstanceType, Offering, Operator, Overhead, Requirement, RequirementSpec, Requirements,
     Resources,
