@@ -70,7 +70,7 @@ async fn deployment_waits_for_a_node_then_runs_and_scales() {
     let running = pods_with(&client, "app=web").await;
     let status = running[0].status.as_ref().unwrap();
     assert!(status.pod_ip.is_some() && status.start_time.is_some());
-    assert_eq!(status.container_statuses.as_ref().unwrap()[0].ready, true);
+    assert!(status.container_statuses.as_ref().unwrap()[0].ready);
     wait_for("deployment status 3 ready", || async {
         let d = deployments.get("web").await.unwrap();
         let s = d.status?;
