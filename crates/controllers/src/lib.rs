@@ -1,0 +1,11 @@
+//! Karpenter's controllers and the operator-level pieces every controller shares.
+//!
+//! Owns: the one [`metrics::Metrics`] registry of every upstream metric we emit (names, types,
+//! labels and buckets exactly as upstream so its dashboards work), and [`leader`] election on a
+//! `coordination.k8s.io/v1` Lease that controllers gate on. Reconcilers join this crate next.
+//!
+//! Must never depend on: aws-sdk-* (the AWS provider sits behind the `CloudProvider` trait), the
+//! simulator (only as a test fixture), or a global metrics registry.
+
+pub mod leader;
+pub mod metrics;
