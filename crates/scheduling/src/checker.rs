@@ -195,7 +195,7 @@ pub fn check_solution(
         }
         let mut max_cap = Resources::new();
         for name in &c.instance_types {
-            let Some(it) = np.instance_types.iter().find(|t| &t.name == name) else {
+            let Some(it) = np.instance_types.iter().find(|t| *t.name == **name) else {
                 v.push(format!("claim {} lists unknown type {name}", c.hostname));
                 continue;
             };
@@ -247,7 +247,7 @@ pub fn check_solution(
                     let distinct: BTreeSet<String> = c
                         .instance_types
                         .iter()
-                        .filter_map(|n| np.instance_types.iter().find(|t| &t.name == n))
+                        .filter_map(|n| np.instance_types.iter().find(|t| *t.name == **n))
                         .flat_map(|t| type_values(t, c, key))
                         .collect();
                     if distinct.len() < min as usize {
@@ -455,7 +455,7 @@ fn reqs_guaranteed(reqs: &Requirements, c: &NewNodeClaim, np: &NodePoolView) -> 
         }
         // Decided by the instance types / offerings.
         for name in &c.instance_types {
-            let Some(it) = np.instance_types.iter().find(|t| &t.name == name) else {
+            let Some(it) = np.instance_types.iter().find(|t| *t.name == **name) else {
                 return false;
             };
             let vals = type_values(it, c, key);
@@ -493,7 +493,7 @@ fn domains(place: &Place<'_>, key: &str) -> Option<BTreeSet<String>> {
             }
             let mut all = BTreeSet::new();
             for name in &c.instance_types {
-                let it = np.instance_types.iter().find(|t| &t.name == name)?;
+                let it = np.instance_types.iter().find(|t| *t.name == **name)?;
                 let vals = type_values(it, c, key);
                 if vals.is_empty() {
                     return None;

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::model::{NodeClassRef, Taint};
-use crate::requirements::{Incompatibility, RequirementSpec, Requirements};
+use crate::requirements::{Incompatibility, Requirement, RequirementSpec, Requirements};
 use crate::resources::Resources;
 
 /// A NodeClaim the solver wants created.
@@ -15,11 +16,14 @@ pub struct NewNodeClaim {
     pub hostname: String,
     /// Owning NodePool.
     pub nodepool: String,
-    /// Requirements including `node.kubernetes.io/instance-type In [...]` and
-    /// `karpenter.sh/capacity-type In [...]`.
+    /// Requirements including `karpenter.sh/capacity-type In [...]`. The instance-type list is
+    /// kept in `instance_types` (shared, not copied per claim); [`NewNodeClaim::requirement_specs`]
+    /// merges it back as `node.kubernetes.io/instance-type In [...]`.
     pub requirements: Requirements,
     /// Instance-type names, cheapest first (at most `max_instance_types`).
-    pub instance_types: Vec<String>,
+    pub instance_types: Vec<Arc<str>>,
+    /// minValues of the instance-type requirement, if the NodePool set one.
+    pub instance_type_min_values: Option<u32>,
     /// Capacity types of the offerings still allowed.
     pub capacity_types: Vec<String>,
     /// Cheapest price among the allowed offerings (USD/h).
@@ -47,7 +51,12 @@ pub struct NewNodeClaim {
 impl NewNodeClaim {
     /// Requirements as NodeClaim specs (Gte/Lte, both bounds as two entries).
     pub fn requirement_specs(&self) -> Vec<RequirementSpec> {
-        self.requirements.to_specs()
+        let mut r = self.requirements.clone();
+        let mut types = Requirement::in_values(self.instance_types.iter().map(|t| t.to_string()));
+        types.min_values = self.instance_type_min_values;
+        r.remove(karpenter_apis::labels::INSTANCE_TYPE);
+        r.add(karpenter_apis::labels::INSTANCE_TYPE, types);
+        r.to_specs()
     }
 }
 

@@ -23,6 +23,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use karpenter_apis::labels;
 
@@ -160,6 +161,18 @@ struct Pool<'a> {
     remaining: Option<BTreeMap<String, i64>>,
     has_min_values: bool,
     all: Bits,
+    /// Distinct capacity types over the pool's offerings (bit positions in offer summaries).
+    ct_names: Vec<String>,
+    has_reserved: bool,
+    /// Per requirement set: per type (cheapest allowed price, capacity-type bits), and the
+    /// type indices with an allowed offering sorted by (price, name).
+    offer_cache: RefCell<HashMap<Requirements, Rc<OfferSummary>>>,
+    names: Vec<Arc<str>>,
+}
+
+struct OfferSummary {
+    per_type: Vec<(f64, u64)>,
+    by_price: Vec<usize>,
 }
 
 struct Claim {
@@ -172,8 +185,9 @@ struct Claim {
     host_ports: Vec<HostPort>,
     reservation: Resources,
     min_values_relaxed: bool,
-    /// Per-resource max of room over candidate types: a quick upper bound for rejects.
-    max_room: Resources,
+    /// Per-resource max of room over candidate types: a quick upper bound for rejects
+    /// (`None` when offering overrides make the base allocatable no bound).
+    max_room: Option<Resources>,
 }
 
 struct NodeState<'a> {
@@ -398,6 +412,19 @@ impl<'a> Solver<'a> {
                 all.set(i);
             }
             let has_min_values = template.iter().any(|(_, r)| r.min_values.is_some());
+            let ct_names: Vec<String> = types
+                .iter()
+                .flat_map(|t| t.offerings.iter().map(|o| o.capacity_type.clone()))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .take(64)
+                .collect();
+            let has_reserved = types.iter().any(|t| {
+                t.offerings
+                    .iter()
+                    .any(|o| o.capacity_type == labels::CAPACITY_TYPE_RESERVED)
+            });
+            let names: Vec<Arc<str>> = types.iter().map(|t| Arc::from(t.name.as_str())).collect();
             self.pools.push(Pool {
                 np,
                 template,
@@ -412,6 +439,10 @@ impl<'a> Solver<'a> {
                 remaining,
                 has_min_values,
                 all,
+                ct_names,
+                has_reserved,
+                offer_cache: RefCell::new(HashMap::new()),
+                names,
             });
         }
     }
@@ -877,10 +908,11 @@ impl<'a> Solver<'a> {
         };
         while let Some(entry) = cursor {
             let ci = entry.1;
-            let quick_ok = self
-                .claims
-                .get(ci)
-                .is_some_and(|c| c.max_room.fits(&c.requests.plus(&req)));
+            let quick_ok = self.claims.get(ci).is_some_and(|c| {
+                c.max_room
+                    .as_ref()
+                    .is_none_or(|m| m.fits(&c.requests.plus(&req)))
+            });
             if quick_ok && let Ok(plan) = self.try_claim(p, ci) {
                 self.commit_claim(p, ci, plan);
                 return Ok(());
@@ -980,13 +1012,7 @@ impl<'a> Solver<'a> {
                 }
                 return Err(topology_rejection(group, vec![]));
             };
-            let eligible = self.eligible_domains(st, group);
-            if !group.allows(
-                d,
-                group.key.selects(st.pod),
-                &eligible,
-                key == labels::HOSTNAME,
-            ) {
+            if !group.allows_min(d, group.key.selects(st.pod), self.spread_min(group)) {
                 return Err(topology_rejection(group, vec![]));
             }
         }
@@ -1038,23 +1064,36 @@ impl<'a> Solver<'a> {
         Ok(())
     }
 
-    fn eligible_domains(&self, st: &PodState<'_>, group: &Group) -> Vec<String> {
-        let key = &group.key.key;
-        let all = match self.universe.get(key) {
-            Some(u) => u,
-            None => return Vec::new(),
+    /// The global minimum a spread constraint measures skew against (0 for the hostname key,
+    /// where a fresh node is always possible, and when fewer than minDomains are eligible).
+    fn spread_min(&self, group: &Group) -> i64 {
+        let GroupKind::Spread { min_domains, .. } = group.key.kind else {
+            return 0;
         };
-        let _ = st;
+        let key = &group.key.key;
+        if key == labels::HOSTNAME {
+            return 0;
+        }
+        let Some(all) = self.universe.get(key) else {
+            return 0;
+        };
         let honor = group
             .key
             .node_filter
             .as_ref()
             .and_then(|f| f.requirements.as_ref())
             .and_then(|r| r.get(key));
-        all.iter()
-            .filter(|d| honor.is_none_or(|r| r.has(d)))
-            .cloned()
-            .collect()
+        let mut eligible = 0i64;
+        let mut min = i64::MAX;
+        for d in all.iter().filter(|d| honor.is_none_or(|r| r.has(d))) {
+            eligible += 1;
+            min = min.min(group.count(d));
+        }
+        if eligible < i64::from(min_domains) || min == i64::MAX {
+            0
+        } else {
+            min
+        }
     }
 
     fn commit_node(&mut self, p: usize, ni: usize) {
@@ -1163,7 +1202,7 @@ impl<'a> Solver<'a> {
             host_ports: Vec::new(),
             reservation: Resources::new(),
             min_values_relaxed: false,
-            max_room: Resources::new(),
+            max_room: None,
         };
         self.claims.push(claim);
         let ci = self.claims.len() - 1;
@@ -1264,30 +1303,60 @@ impl<'a> Solver<'a> {
             .claims
             .get(ci)
             .ok_or(Rejection::NoCompatibleInstanceTypes)?;
-        // Keys to decide, with the allowed domains per key.
-        let mut keys: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
-        let mut first_group_of_key: BTreeMap<String, usize> = BTreeMap::new();
+        // Keys still to decide: (key, allowed domains, first group deciding the order).
+        let mut keys: Vec<(String, Vec<String>, usize)> = Vec::new();
         let cur = reqs.as_ref().unwrap_or(&claim.requirements);
-        let own: Vec<usize> = st.active_groups().collect();
-        for &g in own.iter().chain(st.counted_in.iter()) {
+        let own_count = st.active_groups().count();
+        for (i, g) in st
+            .active_groups()
+            .chain(st.counted_in.iter().copied())
+            .enumerate()
+        {
             let Some(group) = self.groups.get(g) else {
                 continue;
             };
             let key = &group.key.key;
-            first_group_of_key.entry(key.clone()).or_insert(g);
-            let is_own = own.contains(&g);
+            let is_own = i < own_count || st.active_groups().any(|x| x == g);
             let inverse = !is_own && group.key.kind == (GroupKind::AntiAffinity { required: true });
-            if key == labels::HOSTNAME {
-                let d = claim.hostname.as_str();
-                if is_own && !group.allows(d, group.key.selects(st.pod), &[], true) {
-                    return Err(topology_rejection(group, vec![]));
+            if !is_own
+                && !inverse
+                && (key == labels::HOSTNAME
+                    || cur.get(key).is_some_and(|r| r.single_value().is_some()))
+            {
+                continue;
+            }
+            let self_sel = is_own && group.key.selects(st.pod);
+            let min = if is_own { self.spread_min(group) } else { 0 };
+            let ok = |d: &str| {
+                if is_own {
+                    group.allows_min(d, self_sel, min)
+                } else if inverse {
+                    group.owners_in(d) == 0
+                } else {
+                    true
                 }
-                if inverse && group.owners_in(d) > 0 {
-                    return Err(Rejection::Topology(TopologyRejection {
-                        kind: "inverse pod anti-affinity",
-                        key: key.clone(),
-                        allowed_domains: vec![],
-                    }));
+            };
+            let fail = || {
+                let kind = if is_own {
+                    group.key.kind.describe()
+                } else {
+                    "inverse pod anti-affinity"
+                };
+                Rejection::Topology(TopologyRejection {
+                    kind,
+                    key: key.clone(),
+                    allowed_domains: vec![],
+                })
+            };
+            // Fixed domain: the claim's own hostname, or a key already pinned to one value.
+            let fixed = if key == labels::HOSTNAME {
+                Some(claim.hostname.as_str())
+            } else {
+                cur.get(key).and_then(|r| r.single_value())
+            };
+            if let Some(d) = fixed {
+                if !ok(d) {
+                    return Err(fail());
                 }
                 continue;
             }
@@ -1300,42 +1369,18 @@ impl<'a> Solver<'a> {
                     .unwrap_or_default(),
                 None => self.universe.get(key).cloned().unwrap_or_default(),
             };
-            let allowed: Vec<String> = if is_own {
-                let eligible = self.eligible_domains(st, group);
-                let self_sel = group.key.selects(st.pod);
-                candidates
-                    .into_iter()
-                    .filter(|d| group.allows(d, self_sel, &eligible, false))
-                    .collect()
-            } else if inverse {
-                candidates
-                    .into_iter()
-                    .filter(|d| group.owners_in(d) == 0)
-                    .collect()
-            } else {
-                candidates
-            };
-            let entry = keys.entry(key.clone()).or_insert(None);
-            *entry = Some(match entry.take() {
-                None => allowed,
-                Some(prev) => prev.into_iter().filter(|d| allowed.contains(d)).collect(),
-            });
-            if entry.as_ref().is_some_and(|v| v.is_empty()) {
-                let kind = if is_own {
-                    group.key.kind.describe()
-                } else {
-                    "inverse pod anti-affinity"
-                };
-                return Err(Rejection::Topology(TopologyRejection {
-                    kind,
-                    key: key.clone(),
-                    allowed_domains: vec![],
-                }));
+            let allowed: Vec<String> = candidates.into_iter().filter(|d| ok(d)).collect();
+            match keys.iter_mut().find(|(k, _, _)| k == key) {
+                Some((_, prev, _)) => prev.retain(|d| allowed.contains(d)),
+                None => keys.push((key.clone(), allowed, g)),
+            }
+            if keys.iter().any(|(k, v, _)| k == key && v.is_empty()) {
+                return Err(fail());
             }
         }
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
         let mut reqs = reqs;
-        for (key, allowed) in keys {
-            let mut allowed = allowed.unwrap_or_default();
+        for (key, mut allowed, first_group) in keys {
             let cur = reqs.as_ref().unwrap_or(&claim.requirements);
             if allowed.len() == 1
                 && cur.get(&key).and_then(|r| r.single_value())
@@ -1345,10 +1390,7 @@ impl<'a> Solver<'a> {
             }
             // Preference: least populated first for spreads, most populated first for
             // affinity, name otherwise.
-            if let Some(g) = first_group_of_key
-                .get(&key)
-                .and_then(|g| self.groups.get(*g))
-            {
+            if let Some(g) = self.groups.get(first_group) {
                 match g.key.kind {
                     GroupKind::Affinity => {
                         allowed.sort_by(|a, b| g.count(b).cmp(&g.count(a)).then(a.cmp(b)))
@@ -1477,46 +1519,39 @@ impl<'a> Solver<'a> {
         if let Some(r) = plan.requirements {
             claim.requirements = r;
         }
+        let types_changed = claim.types != plan.types || old_count == 0;
         claim.types = plan.types;
         claim.min_values_relaxed |= plan.min_values_relaxed;
         claim.requests.add(&st.requests);
         claim.pods.push(p);
         claim.host_ports.extend(st.pod.host_ports.iter().cloned());
-        // Quick-reject bound and limit reservation from the surviving candidates.
-        let mut max_room = Resources::new();
-        let mut reservation = Resources::new();
-        for t in claim.types.ones() {
-            if let Some(r) = pool.room.get(t) {
-                max_room.max_with(r);
-            }
-            if let Some(c) = pool.max_capacity.get(t) {
-                reservation.max_with(c);
-            }
-        }
-        if pool.uniform.iter().any(|u| !u) {
-            // Overrides can exceed the base allocatable: disable the quick reject.
-            max_room = Resources::new()
-                .with(crate::resources::CPU, i64::MAX)
-                .with(crate::resources::MEMORY, i64::MAX);
-            max_room.pods = i64::MAX;
-            max_room.ephemeral_storage = i64::MAX;
-            for (n, _) in st.requests.extended.iter() {
-                max_room.set(n, i64::MAX);
-            }
-        }
-        claim.max_room = max_room;
-        if let Some(rem) = pool.remaining.as_mut() {
-            for (k, v) in rem.iter_mut() {
-                if k == NODES {
-                    if old_count == 0 {
-                        *v -= 1;
-                    }
-                } else {
-                    *v += claim.reservation.get(k) - reservation.get(k);
+        if types_changed {
+            // Quick-reject bound and limit reservation from the surviving candidates.
+            let mut max_room = Resources::new();
+            let mut reservation = Resources::new();
+            for t in claim.types.ones() {
+                if let Some(r) = pool.room.get(t) {
+                    max_room.max_with(r);
+                }
+                if let Some(c) = pool.max_capacity.get(t) {
+                    reservation.max_with(c);
                 }
             }
+            // Overrides can exceed the base allocatable: no quick reject then.
+            claim.max_room = pool.uniform.iter().all(|u| *u).then_some(max_room);
+            if let Some(rem) = pool.remaining.as_mut() {
+                for (k, v) in rem.iter_mut() {
+                    if k == NODES {
+                        if old_count == 0 {
+                            *v -= 1;
+                        }
+                    } else {
+                        *v += claim.reservation.get(k) - reservation.get(k);
+                    }
+                }
+            }
+            claim.reservation = reservation;
         }
-        claim.reservation = reservation;
         let hostname = claim.hostname.clone();
         let creqs = claim.requirements.clone();
         let taints = pool.np.taints.clone();
@@ -1574,20 +1609,16 @@ impl<'a> Solver<'a> {
             };
             let mut reqs = claim.requirements.clone();
             // Candidates with their cheapest allowed offering.
-            let mut cands: Vec<(f64, &str, usize)> = Vec::new();
-            for t in claim.types.ones() {
-                let Some(it) = pool.types.get(t) else {
-                    continue;
-                };
-                let price = it
-                    .offerings
-                    .iter()
-                    .filter(|o| o.available && o.compatible(&reqs))
-                    .map(|o| o.price)
-                    .fold(f64::INFINITY, f64::min);
-                cands.push((price, it.name.as_str(), t));
-            }
-            cands.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
+            let summary = pool.offer_summary(&reqs);
+            let mut cands: Vec<(f64, &str, usize)> = summary
+                .by_price
+                .iter()
+                .filter(|t| claim.types.get(**t))
+                .filter_map(|t| {
+                    let price = summary.per_type.get(*t)?.0;
+                    Some((price, pool.types.get(*t)?.name.as_str(), *t))
+                })
+                .collect();
             // Reserved capacity: pin to reserved when a reservation with room is compatible.
             let reserved_ok = |o: &crate::model::Offering, res: &BTreeMap<String, i64>| {
                 o.capacity_type == labels::CAPACITY_TYPE_RESERVED
@@ -1597,12 +1628,15 @@ impl<'a> Solver<'a> {
                         .as_ref()
                         .is_none_or(|id| res.get(id).is_none_or(|c| *c > 0))
             };
-            let reserved_pick = cands.iter().find_map(|(_, _, t)| {
-                pool.types
-                    .get(*t)
-                    .and_then(|it| it.offerings.iter().find(|o| reserved_ok(o, &reservations)))
-                    .map(|o| o.reservation_id.clone())
-            });
+            let reserved_pick = cands
+                .iter()
+                .filter(|_| pool.has_reserved)
+                .find_map(|(_, _, t)| {
+                    pool.types
+                        .get(*t)
+                        .and_then(|it| it.offerings.iter().find(|o| reserved_ok(o, &reservations)))
+                        .map(|o| o.reservation_id.clone())
+                });
             if let Some(rid) = reserved_pick {
                 let zone = cands.iter().find_map(|(_, _, t)| {
                     pool.types
@@ -1640,13 +1674,16 @@ impl<'a> Solver<'a> {
                 });
             } else {
                 let non_reserved = Requirement::not_in([labels::CAPACITY_TYPE_RESERVED]);
-                if cands.iter().any(|(_, _, t)| {
-                    pool.types.get(*t).is_some_and(|it| {
-                        it.offerings.iter().any(|o| {
-                            o.capacity_type == labels::CAPACITY_TYPE_RESERVED && o.compatible(&reqs)
+                if pool.has_reserved
+                    && cands.iter().any(|(_, _, t)| {
+                        pool.types.get(*t).is_some_and(|it| {
+                            it.offerings.iter().any(|o| {
+                                o.capacity_type == labels::CAPACITY_TYPE_RESERVED
+                                    && o.compatible(&reqs)
+                            })
                         })
                     })
-                }) {
+                {
                     reqs.add(labels::CAPACITY_TYPE, non_reserved);
                 }
             }
@@ -1685,17 +1722,23 @@ impl<'a> Solver<'a> {
                 }
                 continue;
             }
-            let names: Vec<String> = cands.iter().map(|(_, n, _)| n.to_string()).collect();
+            let names: Vec<Arc<str>> = cands
+                .iter()
+                .filter_map(|(_, _, t)| pool.names.get(*t).cloned())
+                .collect();
             let mut capacity_types: BTreeSet<String> = BTreeSet::new();
             let mut ds = None::<Resources>;
+            let summary = pool.offer_summary(&reqs);
+            let mut ct_bits = 0u64;
             for (_, _, t) in &cands {
-                if let Some(it) = pool.types.get(*t) {
-                    for o in &it.offerings {
-                        if o.available && o.compatible(&reqs) {
-                            capacity_types.insert(o.capacity_type.clone());
-                        }
-                    }
+                ct_bits |= summary.per_type.get(*t).map_or(0, |s| s.1);
+            }
+            for (i, name) in pool.ct_names.iter().enumerate() {
+                if ct_bits & (1 << i) != 0 {
+                    capacity_types.insert(name.clone());
                 }
+            }
+            for (_, _, t) in &cands {
                 let o = pool
                     .ds_of_type
                     .get(*t)
@@ -1711,16 +1754,9 @@ impl<'a> Solver<'a> {
                     }
                 }
             }
-            let instance_req = match reqs.get(labels::INSTANCE_TYPE) {
-                Some(r) => {
-                    let mut x = Requirement::in_values(names.iter().cloned());
-                    x.min_values = r.min_values;
-                    x
-                }
-                None => Requirement::in_values(names.iter().cloned()),
-            };
-            reqs.remove(labels::INSTANCE_TYPE);
-            reqs.add(labels::INSTANCE_TYPE, instance_req);
+            let instance_type_min_values = reqs
+                .remove(labels::INSTANCE_TYPE)
+                .and_then(|r| r.min_values);
             reqs.add(
                 labels::CAPACITY_TYPE,
                 Requirement::in_values(capacity_types.iter().cloned()),
@@ -1758,6 +1794,7 @@ impl<'a> Solver<'a> {
                 nodepool: pool.np.name.clone(),
                 requirements: reqs,
                 instance_types: names,
+                instance_type_min_values,
                 capacity_types: capacity_types.into_iter().collect(),
                 cheapest_price: cheapest,
                 requests,
@@ -1812,6 +1849,50 @@ impl Pool<'_> {
         }
         cache.insert(reqs.clone(), b.clone());
         b
+    }
+
+    /// Per type: the cheapest available offering allowed by `reqs` and the capacity types of
+    /// all such offerings (bits over `ct_names`). Cached: NodeClaims share requirement sets.
+    fn offer_summary(&self, reqs: &Requirements) -> Rc<OfferSummary> {
+        if let Some(v) = self.offer_cache.borrow().get(reqs) {
+            return v.clone();
+        }
+        let per_type: Vec<(f64, u64)> = self
+            .types
+            .iter()
+            .map(|it| {
+                let mut price = f64::INFINITY;
+                let mut bits = 0u64;
+                for o in it
+                    .offerings
+                    .iter()
+                    .filter(|o| o.available && o.compatible(reqs))
+                {
+                    price = price.min(o.price);
+                    if let Some(i) = self.ct_names.iter().position(|c| *c == o.capacity_type) {
+                        bits |= 1 << i;
+                    }
+                }
+                (price, bits)
+            })
+            .collect();
+        let mut by_price: Vec<usize> = (0..per_type.len())
+            .filter(|t| per_type.get(*t).is_some_and(|p| p.0.is_finite()))
+            .collect();
+        by_price.sort_by(|a, b| {
+            let pa = per_type.get(*a).map_or(f64::INFINITY, |p| p.0);
+            let pb = per_type.get(*b).map_or(f64::INFINITY, |p| p.0);
+            let na = self.types.get(*a).map(|t| t.name.as_str());
+            let nb = self.types.get(*b).map(|t| t.name.as_str());
+            pa.total_cmp(&pb).then(na.cmp(&nb))
+        });
+        let v = Rc::new(OfferSummary { per_type, by_price });
+        let mut cache = self.offer_cache.borrow_mut();
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(reqs.clone(), v.clone());
+        v
     }
 
     fn fits(&self, t: usize, reqs: Option<&Requirements>, total: &Resources) -> bool {

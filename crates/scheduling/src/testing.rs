@@ -696,14 +696,21 @@ impl Expect {
         let p = pod.to_string();
         let want: Vec<String> = types.iter().map(|s| s.to_string()).collect();
         self.that(&format!("{pod} instance types {types:?}"), move |o| {
-            o.claim_of(&p).is_some_and(|c| c.instance_types == want)
+            o.claim_of(&p).is_some_and(|c| {
+                c.instance_types
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    == want
+            })
         })
     }
     pub fn cheapest_type_of(self, pod: &str, t: &str) -> Self {
         let (p, t2) = (pod.to_string(), t.to_string());
         self.that(&format!("{pod} cheapest type {t}"), move |o| {
-            o.claim_of(&p)
-                .is_some_and(|c| c.instance_types.first() == Some(&t2))
+            o.claim_of(&p).is_some_and(|c| {
+                c.instance_types.first().map(|t| t.to_string()) == Some(t2.clone())
+            })
         })
     }
     pub fn capacity_types_of(self, pod: &str, cts: &[&str]) -> Self {

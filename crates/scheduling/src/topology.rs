@@ -166,6 +166,17 @@ impl Group {
         *self.owners.entry(domain.to_string()).or_insert(0) += 1;
     }
 
+    /// Whether a pod of the owner side may land in `domain`, given the spread minimum `min`.
+    pub fn allows_min(&self, domain: &str, self_selected: bool, min: i64) -> bool {
+        match self.key.kind {
+            GroupKind::Spread { max_skew, .. } => {
+                self.count(domain) + i64::from(self_selected) - min <= i64::from(max_skew)
+            }
+            GroupKind::Affinity => self.count(domain) > 0 || (self.total == 0 && self_selected),
+            GroupKind::AntiAffinity { .. } => self.count(domain) == 0,
+        }
+    }
+
     /// Whether a pod of the owner side may land in `domain`.
     ///
     /// `self_selected`: the owner pod itself is selected by this group. `eligible`: the

@@ -1231,8 +1231,8 @@ fn min_values() {
         expect().that("600 types, cheapest first", |o| {
             let c = &o.results.new_nodeclaims[0];
             c.instance_types.len() == 600
-                && c.instance_types[0] == "t-000"
-                && c.instance_types[599] == "t-599"
+                && &*c.instance_types[0] == "t-000"
+                && &*c.instance_types[599] == "t-599"
         }),
     );
 }
