@@ -59,6 +59,7 @@ pub const ALLOWED_WORKSPACE_EDGES: &[(&str, &[&str])] = &[
         &[
             "karpenter-apis",
             "karpenter-apimachinery",
+            "karpenter-cloudprovider",
             "karpenter-scheduling",
         ],
     ),
