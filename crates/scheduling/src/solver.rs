@@ -149,7 +149,6 @@ struct Pool<'a> {
     np: &'a NodePoolView,
     template: Requirements,
     types: Vec<&'a InstanceType>,
-    full_reqs: Vec<Requirements>,
     /// Allocatable minus DaemonSet overhead, for types without offering overrides.
     room: Vec<Resources>,
     uniform: Vec<bool>,
@@ -163,6 +162,8 @@ struct Pool<'a> {
     all: Bits,
     /// Distinct capacity types over the pool's offerings (bit positions in offer summaries).
     ct_names: Vec<String>,
+    /// Per type, per offering: index into `ct_names`.
+    offer_ct: Vec<Vec<u8>>,
     has_reserved: bool,
     /// Per requirement set: per type (cheapest allowed price, capacity-type bits), and the
     /// type indices with an allowed offering sorted by (price, name).
@@ -337,18 +338,18 @@ impl<'a> Solver<'a> {
                     types.push(it);
                 }
             }
-            types.sort_by(|a, b| a.name.cmp(&b.name));
-            let full_reqs: Vec<Requirements> = types
-                .iter()
-                .map(|t| t.requirements_with_offerings())
-                .collect();
+            // Input order is kept (deterministic already); price ties break by name later.
             // DaemonSet overhead per type, grouped by the exact set of DaemonSets that land.
             let mut ds_groups: Vec<DsGroup> = Vec::new();
             let mut ds_index: BTreeMap<Vec<usize>, usize> = BTreeMap::new();
             let mut ds_of_type = Vec::new();
-            for fr in &full_reqs {
+            for t in &types {
+                if self.input.daemonsets.is_empty() {
+                    ds_of_type.push(0);
+                    continue;
+                }
                 let mut node_reqs = template.clone();
-                node_reqs.add_all(fr);
+                node_reqs.add_all(&t.requirements_with_offerings());
                 let members: Vec<usize> = self
                     .input
                     .daemonsets
@@ -374,6 +375,12 @@ impl<'a> Solver<'a> {
                     }
                 };
                 ds_of_type.push(gi);
+            }
+            if ds_groups.is_empty() {
+                ds_groups.push(DsGroup {
+                    overhead: Resources::new(),
+                    ports: Vec::new(),
+                });
             }
             let mut room = Vec::new();
             let mut uniform = Vec::new();
@@ -414,10 +421,25 @@ impl<'a> Solver<'a> {
             let has_min_values = template.iter().any(|(_, r)| r.min_values.is_some());
             let ct_names: Vec<String> = types
                 .iter()
-                .flat_map(|t| t.offerings.iter().map(|o| o.capacity_type.clone()))
-                .collect::<BTreeSet<_>>()
+                .flat_map(|t| t.offerings.iter().map(|o| o.capacity_type.as_str()))
+                .collect::<BTreeSet<&str>>()
                 .into_iter()
                 .take(64)
+                .map(str::to_string)
+                .collect();
+            let offer_ct: Vec<Vec<u8>> = types
+                .iter()
+                .map(|t| {
+                    t.offerings
+                        .iter()
+                        .map(|o| {
+                            ct_names
+                                .iter()
+                                .position(|c| *c == o.capacity_type)
+                                .map_or(u8::MAX, |i| i as u8)
+                        })
+                        .collect()
+                })
                 .collect();
             let has_reserved = types.iter().any(|t| {
                 t.offerings
@@ -429,7 +451,6 @@ impl<'a> Solver<'a> {
                 np,
                 template,
                 types,
-                full_reqs,
                 room,
                 uniform,
                 max_capacity,
@@ -440,6 +461,7 @@ impl<'a> Solver<'a> {
                 has_min_values,
                 all,
                 ct_names,
+                offer_ct,
                 has_reserved,
                 offer_cache: RefCell::new(HashMap::new()),
                 names,
@@ -694,7 +716,7 @@ impl<'a> Solver<'a> {
             }
             for pool in &self.pools {
                 let tmpl = pool.template.get(&key);
-                for (i, t) in pool.types.iter().enumerate() {
+                for t in pool.types.iter() {
                     let mut vals: Vec<String> = Vec::new();
                     if key == labels::ZONE
                         || key == labels::CAPACITY_TYPE
@@ -708,7 +730,7 @@ impl<'a> Solver<'a> {
                                 vals.push(v.to_string());
                             }
                         }
-                    } else if let Some(r) = pool.full_reqs.get(i).and_then(|r| r.get(&key)) {
+                    } else if let Some(r) = t.requirements.get(&key) {
                         if r.is_finite() {
                             vals.extend(r.values().iter().cloned());
                         }
@@ -1552,17 +1574,20 @@ impl<'a> Solver<'a> {
             }
             claim.reservation = reservation;
         }
-        let hostname = claim.hostname.clone();
-        let creqs = claim.requirements.clone();
-        let taints = pool.np.taints.clone();
+        let np = pool.np;
         self.claim_order.remove(&(old_count, ci));
         self.claim_order.insert((old_count + 1, ci));
+        // Re-borrow the claim immutably so the groups can be updated without cloning it.
+        let Some(claim) = self.claims.get(ci) else {
+            return;
+        };
+        let (creqs, hostname, taints) = (&claim.requirements, claim.hostname.as_str(), &np.taints);
         let own: Vec<usize> = st.active_groups().collect();
         for &g in &st.counted_in {
             if let Some(group) = self.groups.get_mut(g) {
-                let d = claim_domain(&creqs, &hostname, &group.key.key);
+                let d = claim_domain(creqs, hostname, &group.key.key);
                 if let Some(d) = d
-                    && claim_passes_filter(group.key.node_filter.as_ref(), &creqs, &taints)
+                    && claim_passes_filter(group.key.node_filter.as_ref(), creqs, taints)
                 {
                     if group.key.key == labels::HOSTNAME && group.count(&d) == 0 {
                         group.claim_domains += 1;
@@ -1574,7 +1599,7 @@ impl<'a> Solver<'a> {
         for g in own {
             if let Some(group) = self.groups.get_mut(g)
                 && group.key.kind == (GroupKind::AntiAffinity { required: true })
-                && let Some(d) = claim_domain(&creqs, &hostname, &group.key.key)
+                && let Some(d) = claim_domain(creqs, hostname, &group.key.key)
             {
                 group.record_owner(&d);
             }
@@ -1860,16 +1885,19 @@ impl Pool<'_> {
         let per_type: Vec<(f64, u64)> = self
             .types
             .iter()
-            .map(|it| {
+            .enumerate()
+            .map(|(ti, it)| {
                 let mut price = f64::INFINITY;
                 let mut bits = 0u64;
-                for o in it
-                    .offerings
-                    .iter()
-                    .filter(|o| o.available && o.compatible(reqs))
-                {
+                let cts = self.offer_ct.get(ti);
+                for (oi, o) in it.offerings.iter().enumerate() {
+                    if !(o.available && o.compatible(reqs)) {
+                        continue;
+                    }
                     price = price.min(o.price);
-                    if let Some(i) = self.ct_names.iter().position(|c| *c == o.capacity_type) {
+                    if let Some(&i) = cts.and_then(|c| c.get(oi))
+                        && i < 64
+                    {
                         bits |= 1 << i;
                     }
                 }
@@ -1933,7 +1961,22 @@ impl Pool<'_> {
                 }
                 continue;
             }
-            if let Some(r) = self.full_reqs.get(t).and_then(|r| r.get(key))
+            let Some(it) = self.types.get(t) else {
+                continue;
+            };
+            if key == labels::ZONE || key == labels::CAPACITY_TYPE {
+                for o in it
+                    .offerings
+                    .iter()
+                    .filter(|o| o.available && o.compatible(reqs))
+                {
+                    if let Some(v) = o.label(key) {
+                        vals.insert(v);
+                    }
+                }
+                continue;
+            }
+            if let Some(r) = it.requirements.get(key)
                 && r.is_finite()
             {
                 for v in r.values() {
