@@ -100,7 +100,7 @@ fn random_scenario(entropy: &[u32]) -> Scenario {
         let name = format!("node{i}");
         let cpu = 1 + d.below(8);
         let mut n = node(&name)
-            .zone(d.pick(&ZONES))
+            .zone(ZONES[d.below(3) as usize])
             .cpu(&cpu.to_string())
             .mem(&format!("{}Gi", 2 * cpu));
         n = n.used_cpu(&format!("{}m", d.below(cpu * 1000)));
@@ -178,7 +178,7 @@ fn random_scenario(entropy: &[u32]) -> Scenario {
             _ => {}
         }
         if d.chance(20) {
-            p = p.zone(d.pick(&ZONES));
+            p = p.zone(ZONES[d.below(3) as usize]);
         }
         if d.chance(30) {
             p = p.tolerate("dedicated", Some("x"), Some(TaintEffect::NoSchedule));
