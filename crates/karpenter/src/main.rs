@@ -4,6 +4,7 @@
 //! its logic in the library crates; this binary must never hold decision logic itself.
 
 mod commands;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 
@@ -21,12 +22,15 @@ struct Cli {
 enum Command {
     /// Write the CustomResourceDefinitions (NodePool, NodeClaim, EC2NodeClass) as YAML.
     Crds(commands::crds::CrdsArgs),
+    /// Show what NodePools would provision for a workload scenario, step by step, with costs.
+    Simulate(commands::simulate::SimulateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds(args) => commands::crds::run(&args),
+        Command::Simulate(args) => commands::simulate::run_command(&args),
     }
 }
 
@@ -43,10 +47,14 @@ mod tests {
     #[test]
     fn crds_defaults_to_crds_dir() {
         let cli = Cli::try_parse_from(["karpenter", "crds"]).unwrap();
-        let Command::Crds(args) = cli.command;
+        let Command::Crds(args) = cli.command else {
+            panic!("expected crds")
+        };
         assert_eq!(args.out_dir, std::path::PathBuf::from("crds"));
         let cli = Cli::try_parse_from(["karpenter", "crds", "--out-dir", "/tmp/x"]).unwrap();
-        let Command::Crds(args) = cli.command;
+        let Command::Crds(args) = cli.command else {
+            panic!("expected crds")
+        };
         assert_eq!(args.out_dir, std::path::PathBuf::from("/tmp/x"));
     }
 }
