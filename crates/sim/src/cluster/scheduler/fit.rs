@@ -702,3 +702,497 @@ pub(crate) fn schedule(pod: &Pod, cluster: &ClusterState, scoring: Scoring) -> D
         parts.join(", ")
     ))
 }
+
+#[cfg(test)]
+// Cases read best as literal node and pod lists, clones included.
+#[allow(clippy::cloned_ref_to_slice_refs)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// Chainable node builder (Ready, 4 cpu, 8Gi, 110 pods unless changed).
+    #[derive(Clone)]
+    struct N(Value);
+    fn node(name: &str) -> N {
+        N(json!({
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "spec": {},
+            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+    }
+    impl N {
+        fn label(mut self, k: &str, v: &str) -> Self {
+            self.0["metadata"]["labels"][k] = json!(v);
+            self
+        }
+        fn cpu(mut self, c: &str) -> Self {
+            self.0["status"]["allocatable"]["cpu"] = json!(c);
+            self
+        }
+        fn pods(mut self, n: &str) -> Self {
+            self.0["status"]["allocatable"]["pods"] = json!(n);
+            self
+        }
+        fn taint(mut self, k: &str, v: &str, effect: &str) -> Self {
+            let t = json!({"key": k, "value": v, "effect": effect});
+            match self.0["spec"]["taints"].as_array_mut() {
+                Some(a) => a.push(t),
+                None => self.0["spec"]["taints"] = json!([t]),
+            }
+            self
+        }
+        fn not_ready(mut self) -> Self {
+            self.0["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+            self
+        }
+        fn cordoned(mut self) -> Self {
+            self.0["spec"]["unschedulable"] = json!(true);
+            self
+        }
+        fn build(&self) -> Arc<Node> {
+            Arc::new(serde_json::from_value(self.0.clone()).unwrap())
+        }
+    }
+
+    /// Chainable pod builder.
+    #[derive(Clone)]
+    struct P(Value);
+    fn pod(name: &str) -> P {
+        P(json!({
+            "metadata": {"name": name, "namespace": "default", "labels": {}},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {}}}]},
+        }))
+    }
+    impl P {
+        fn cpu(mut self, c: &str) -> Self {
+            self.0["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!(c);
+            self
+        }
+        fn label(mut self, k: &str, v: &str) -> Self {
+            self.0["metadata"]["labels"][k] = json!(v);
+            self
+        }
+        fn on(mut self, node: &str) -> Self {
+            self.0["spec"]["nodeName"] = json!(node);
+            self
+        }
+        fn spec(mut self, key: &str, v: Value) -> Self {
+            self.0["spec"][key] = v;
+            self
+        }
+        fn host_port(mut self, port: i64) -> Self {
+            self.0["spec"]["containers"][0]["ports"] =
+                json!([{"containerPort": port, "hostPort": port}]);
+            self
+        }
+        fn node_expr(self, key: &str, op: &str, values: &[&str]) -> Self {
+            self.spec(
+                "affinity",
+                json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": key, "operator": op, "values": values}]}
+                ]}}}),
+            )
+        }
+        fn pod_affinity(self, kind: &str, app: &str, key: &str) -> Self {
+            self.spec(
+                "affinity",
+                json!({kind: {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key}
+                ]}}),
+            )
+        }
+        fn spread(self, key: &str, max_skew: i64, app: &str, min_domains: Option<i64>) -> Self {
+            let mut c = json!({"maxSkew": max_skew, "topologyKey": key, "whenUnsatisfiable": "DoNotSchedule",
+                               "labelSelector": {"matchLabels": {"app": app}}});
+            if let Some(m) = min_domains {
+                c["minDomains"] = json!(m);
+            }
+            self.spec("topologySpreadConstraints", json!([c]))
+        }
+        fn build(&self) -> Arc<Pod> {
+            Arc::new(serde_json::from_value(self.0.clone()).unwrap())
+        }
+    }
+
+    fn bind(n: &str) -> Decision {
+        Decision::Bind(n.into())
+    }
+    fn fail(msg: &str) -> Decision {
+        Decision::Unschedulable(msg.into())
+    }
+
+    fn check(nodes: &[N], existing: &[P], incoming: P, scoring: Scoring, want: Decision) {
+        let nodes: Vec<Arc<Node>> = nodes.iter().map(N::build).collect();
+        let pods: Vec<Arc<Pod>> = existing.iter().map(P::build).collect();
+        let cluster = ClusterState::new(&nodes, &pods, &[]);
+        let got = schedule(&incoming.build(), &cluster, scoring);
+        assert_eq!(got, want, "pod {}", incoming.0);
+    }
+
+    use Scoring::{LeastAllocated as Least, MostAllocated as Most};
+
+    #[test]
+    fn resources_and_scoring() {
+        let a = node("a");
+        let b = node("b");
+        let busy = pod("busy").cpu("3").on("b");
+        check(
+            &[a.clone(), b.clone()],
+            &[busy.clone()],
+            pod("p").cpu("500m"),
+            Most,
+            bind("b"),
+        );
+        check(
+            &[a.clone(), b.clone()],
+            &[busy.clone()],
+            pod("p").cpu("500m"),
+            Least,
+            bind("a"),
+        );
+        check(
+            &[a.clone(), b.clone()],
+            &[],
+            pod("p").cpu("1"),
+            Most,
+            bind("a"),
+        );
+        check(
+            &[a.clone(), b.clone()],
+            &[],
+            pod("p").cpu("1"),
+            Least,
+            bind("a"),
+        );
+        check(
+            &[a.clone(), b.clone()],
+            &[busy.clone()],
+            pod("p").cpu("2"),
+            Most,
+            bind("a"),
+        );
+        check(
+            &[a.clone(), b.clone()],
+            &[],
+            pod("p").cpu("5"),
+            Most,
+            fail("0/2 nodes are available: 2 Insufficient cpu."),
+        );
+        check(
+            &[a.clone().pods("1")],
+            &[pod("x").on("a")],
+            pod("p").cpu("5"),
+            Most,
+            fail("0/1 nodes are available: 1 Insufficient cpu, 1 Too many pods."),
+        );
+        // Finished pods free their resources.
+        let done = pod("done").cpu("4").on("a");
+        let mut done_json = done.0.clone();
+        done_json["status"] = json!({"phase": "Succeeded"});
+        check(
+            &[a.clone()],
+            &[P(done_json)],
+            pod("p").cpu("4"),
+            Most,
+            bind("a"),
+        );
+        check(
+            &[a.clone()],
+            &[done],
+            pod("p").cpu("4"),
+            Most,
+            fail("0/1 nodes are available: 1 Insufficient cpu."),
+        );
+        // Extended resources the node lacks.
+        let gpu = pod("g").spec(
+            "containers",
+            json!([{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]),
+        );
+        check(
+            &[a.clone()],
+            &[],
+            gpu,
+            Most,
+            fail("0/1 nodes are available: 1 Insufficient nvidia.com/gpu."),
+        );
+        check(
+            &[],
+            &[],
+            pod("p"),
+            Most,
+            fail("no nodes available to schedule pods"),
+        );
+        check(
+            &[node("small").cpu("1500m"), b.clone()],
+            &[busy],
+            pod("p").cpu("1200m"),
+            Most,
+            bind("small"),
+        );
+    }
+
+    #[test]
+    fn taints_readiness_and_cordons() {
+        let tainted = node("t").taint("k", "v", "NoSchedule");
+        check(
+            &[tainted.clone()],
+            &[],
+            pod("p"),
+            Most,
+            fail("0/1 nodes are available: 1 node(s) had untolerated taint {k: v}."),
+        );
+        let tol = |t: Value| pod("p").spec("tolerations", t);
+        check(
+            &[tainted.clone()],
+            &[],
+            tol(json!([{"key": "k", "value": "v"}])),
+            Most,
+            bind("t"),
+        );
+        check(
+            &[tainted.clone()],
+            &[],
+            tol(json!([{"key": "k", "operator": "Exists", "effect": "NoSchedule"}])),
+            Most,
+            bind("t"),
+        );
+        check(
+            &[tainted.clone()],
+            &[],
+            tol(json!([{"operator": "Exists"}])),
+            Most,
+            bind("t"),
+        );
+        check(
+            &[tainted.clone()],
+            &[],
+            tol(json!([{"key": "k", "value": "other"}])),
+            Most,
+            fail("0/1 nodes are available: 1 node(s) had untolerated taint {k: v}."),
+        );
+        check(
+            &[tainted.clone()],
+            &[],
+            tol(json!([{"key": "k", "operator": "Exists", "effect": "NoExecute"}])),
+            Most,
+            fail("0/1 nodes are available: 1 node(s) had untolerated taint {k: v}."),
+        );
+        check(
+            &[node("s").taint("k", "v", "PreferNoSchedule")],
+            &[],
+            pod("p"),
+            Most,
+            bind("s"),
+        );
+        check(
+            &[node("n").not_ready()],
+            &[],
+            pod("p"),
+            Most,
+            fail(
+                "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }.",
+            ),
+        );
+        check(
+            &[node("n").not_ready()],
+            &[],
+            tol(json!([{"operator": "Exists"}])),
+            Most,
+            bind("n"),
+        );
+        check(
+            &[node("c").cordoned()],
+            &[],
+            pod("p"),
+            Most,
+            fail("0/1 nodes are available: 1 node(s) were unschedulable."),
+        );
+        check(
+            &[node("c").cordoned()],
+            &[],
+            tol(
+                json!([{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]),
+            ),
+            Most,
+            bind("c"),
+        );
+    }
+
+    #[test]
+    fn node_selection() {
+        let nodes = [
+            node("a").label("gen", "5").label("zone", "x"),
+            node("b").label("gen", "7"),
+        ];
+        let cases: Vec<(P, Decision)> = vec![
+            (pod("p").spec("nodeSelector", json!({"zone": "x"})), bind("a")),
+            (pod("p").node_expr("gen", "Gt", &["5"]), bind("b")),
+            (pod("p").node_expr("gen", "Lt", &["6"]), bind("a")),
+            (pod("p").node_expr("gen", "Gt", &["7"]), fail("0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector.")),
+            (pod("p").node_expr("zone", "DoesNotExist", &[]), bind("b")),
+            (pod("p").node_expr("zone", "NotIn", &["x"]), bind("b")),
+            (pod("p").node_expr("gen", "In", &["5", "7"]), bind("a")),
+            (
+                pod("p").spec(
+                    "affinity",
+                    json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}
+                    ]}}}),
+                ),
+                bind("b"),
+            ),
+            (
+                // Terms are ORed; an empty term matches nothing.
+                pod("p").spec(
+                    "affinity",
+                    json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {}, {"matchExpressions": [{"key": "gen", "operator": "In", "values": ["7"]}]}
+                    ]}}}),
+                ),
+                bind("b"),
+            ),
+        ];
+        for (p, want) in cases {
+            check(&nodes, &[], p, Most, want);
+        }
+    }
+
+    #[test]
+    fn host_ports() {
+        let a = node("a");
+        check(
+            &[a.clone()],
+            &[pod("x").host_port(80).on("a")],
+            pod("p").host_port(80),
+            Most,
+            fail(
+                "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports.",
+            ),
+        );
+        check(
+            &[a.clone()],
+            &[pod("x").host_port(80).on("a")],
+            pod("p").host_port(81),
+            Most,
+            bind("a"),
+        );
+    }
+
+    #[test]
+    fn inter_pod_affinity() {
+        let nodes = [node("a").label("zone", "1"), node("b").label("zone", "2")];
+        let web_on_a = pod("w").label("app", "web").on("a");
+        // Anti-affinity by hostname avoids the node with a matching pod.
+        check(
+            &nodes,
+            &[web_on_a.clone()],
+            pod("p").label("app", "web").pod_affinity(
+                "podAntiAffinity",
+                "web",
+                "kubernetes.io/hostname",
+            ),
+            Most,
+            bind("b"),
+        );
+        // Affinity by zone goes to the matching pod's zone.
+        check(
+            &nodes,
+            &[web_on_a.clone().on("b")],
+            pod("p").pod_affinity("podAffinity", "web", "zone"),
+            Most,
+            bind("b"),
+        );
+        // No matching pod anywhere: only a pod matching its own term may start the group.
+        check(
+            &nodes,
+            &[],
+            pod("p")
+                .label("app", "web")
+                .pod_affinity("podAffinity", "web", "zone"),
+            Most,
+            bind("a"),
+        );
+        check(
+            &nodes,
+            &[],
+            pod("p").pod_affinity("podAffinity", "web", "zone"),
+            Most,
+            fail("0/2 nodes are available: 2 node(s) didn't match pod affinity rules."),
+        );
+        // An existing pod's anti-affinity keeps matching pods away from its zone.
+        let guard = pod("g")
+            .label("app", "guard")
+            .pod_affinity("podAntiAffinity", "web", "zone")
+            .on("a");
+        check(
+            &nodes,
+            &[guard.clone()],
+            pod("p").label("app", "web"),
+            Least,
+            bind("b"),
+        );
+        check(
+            &[nodes[0].clone()],
+            &[guard],
+            pod("p").label("app", "web"),
+            Most,
+            fail(
+                "0/1 nodes are available: 1 node(s) didn't satisfy existing pods anti-affinity rules.",
+            ),
+        );
+        // Pods in other namespaces do not count unless the term names them.
+        let mut other_ns = web_on_a.clone();
+        other_ns.0["metadata"]["namespace"] = json!("other");
+        check(
+            &[nodes[0].clone()],
+            &[other_ns],
+            pod("p")
+                .label("app", "web")
+                .pod_affinity("podAntiAffinity", "web", "zone"),
+            Most,
+            bind("a"),
+        );
+    }
+
+    #[test]
+    fn topology_spread() {
+        let nodes = [
+            node("a").label("zone", "1"),
+            node("b").label("zone", "2"),
+            node("c"), // no zone label: not a domain
+        ];
+        let web = |n: &str, on: &str| pod(n).label("app", "web").on(on);
+        let incoming = || pod("p").label("app", "web").spread("zone", 1, "web", None);
+        check(&nodes, &[web("1", "a")], incoming(), Most, bind("b"));
+        check(
+            &nodes,
+            &[web("1", "a"), web("2", "b")],
+            incoming(),
+            Most,
+            bind("a"),
+        );
+        check(&nodes[..1], &[web("1", "a")], incoming(), Most, bind("a"));
+        // minDomains above the domain count makes the global minimum 0.
+        check(
+            &nodes[..1],
+            &[web("1", "a")],
+            pod("p")
+                .label("app", "web")
+                .spread("zone", 1, "web", Some(2)),
+            Most,
+            fail(
+                "0/1 nodes are available: 1 node(s) didn't match pod topology spread constraints.",
+            ),
+        );
+        check(
+            &nodes[2..],
+            &[],
+            incoming(),
+            Most,
+            fail(
+                "0/1 nodes are available: 1 node(s) didn't match pod topology spread constraints (missing required label).",
+            ),
+        );
+    }
+}
