@@ -4,7 +4,10 @@
 //! its logic in the library crates; this binary must never hold decision logic itself.
 
 mod commands;
+mod options;
+mod serve;
 mod simulate;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 
@@ -12,14 +15,19 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "karpenter", version, about)]
 struct Cli {
-    /// What to run.
+    /// What to run; `controller` when omitted, as upstream's image runs with flags only.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// Options of the default `controller` subcommand, accepted without naming it.
+    #[command(flatten)]
+    controller: commands::controller::ControllerArgs,
 }
 
 /// Subcommands. Adding one is a new variant here plus a module in `commands/`.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the operator (the default): metrics, health probes, leader election, controllers.
+    Controller(Box<commands::controller::ControllerArgs>),
     /// Write the CustomResourceDefinitions (NodePool, NodeClaim, EC2NodeClass) as YAML.
     Crds(commands::crds::CrdsArgs),
     /// Show what NodePools would provision for a workload scenario, step by step, with costs.
@@ -28,7 +36,11 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Controller(Box::new(cli.controller)));
+    match command {
+        Command::Controller(args) => commands::controller::run(*args),
         Command::Crds(args) => commands::crds::run(&args),
         Command::Simulate(args) => commands::simulate::run_command(&args),
     }
@@ -45,14 +57,26 @@ mod tests {
     }
 
     #[test]
+    fn controller_is_the_default_subcommand() {
+        let cli = Cli::try_parse_from(["karpenter", "--metrics-port=9090"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.controller.options.metrics_port, "9090");
+        let cli = Cli::try_parse_from(["karpenter", "controller", "--metrics-port=9091"]).unwrap();
+        let Some(Command::Controller(args)) = cli.command else {
+            panic!("expected controller")
+        };
+        assert_eq!(args.options.metrics_port, "9091");
+    }
+
+    #[test]
     fn crds_defaults_to_crds_dir() {
         let cli = Cli::try_parse_from(["karpenter", "crds"]).unwrap();
-        let Command::Crds(args) = cli.command else {
+        let Some(Command::Crds(args)) = cli.command else {
             panic!("expected crds")
         };
         assert_eq!(args.out_dir, std::path::PathBuf::from("crds"));
         let cli = Cli::try_parse_from(["karpenter", "crds", "--out-dir", "/tmp/x"]).unwrap();
-        let Command::Crds(args) = cli.command else {
+        let Some(Command::Crds(args)) = cli.command else {
             panic!("expected crds")
         };
         assert_eq!(args.out_dir, std::path::PathBuf::from("/tmp/x"));
