@@ -1,5 +1,6 @@
 //! The simulated EC2 registers Nodes through the Kubernetes API (the embedded API server here)
 //! and deletes them when their instances terminate, respecting finalizers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of a test binary may panic
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! The simulated EC2 as a CloudProvider: offering choice, insufficient capacity and the ICE
 //! cache, termination, scripting, interruptions and the metrics decorator.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of a test binary may panic
 
 use std::sync::Arc;
 use std::time::Duration;

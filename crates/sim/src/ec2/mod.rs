@@ -639,15 +639,15 @@ impl Inner {
             self.clock.now(),
             to_chrono(self.config.terminated_retention),
         );
-        if method == Method::Create {
-            if let Some(budget) = st.create_budget.as_mut() {
-                if *budget == 0 {
-                    return Err(CloudProviderError::other(
-                        "create call budget exhausted (scripted)",
-                    ));
-                }
-                *budget -= 1;
+        if method == Method::Create
+            && let Some(budget) = st.create_budget.as_mut()
+        {
+            if *budget == 0 {
+                return Err(CloudProviderError::other(
+                    "create call budget exhausted (scripted)",
+                ));
             }
+            *budget -= 1;
         }
         match st.scripted_error(method) {
             Some(e) => Err(e),
@@ -696,10 +696,10 @@ impl Inner {
                         .then(|| instance.node_name.clone())
                 };
                 let registrar = lock(&inner.registrar).clone();
-                if let (Some(name), Some(registrar)) = (node_to_delete, registrar) {
-                    if let Err(e) = registrar.delete(&name).await {
+                if let (Some(name), Some(registrar)) = (node_to_delete, registrar)
+                    && let Err(e) = registrar.delete(&name).await
+                {
                         tracing::error!(error = %e, node = %name, "deleting the node of a terminated instance failed");
-                    }
                 }
             }
             .instrument(tracing::info_span!("sim-ec2-terminate", instance_id)),
@@ -744,10 +744,8 @@ impl Inner {
             .instances
             .get(&id)
             .is_none_or(|i| i.state == InstanceState::Terminated);
-        if terminated {
-            if let Err(e) = registrar.delete(&name).await {
-                tracing::error!(error = %e, node = %name, "deleting the node of a terminated instance failed");
-            }
+        if terminated && let Err(e) = registrar.delete(&name).await {
+            tracing::error!(error = %e, node = %name, "deleting the node of a terminated instance failed");
         }
     }
 
@@ -941,10 +939,10 @@ impl Inner {
         if unavailable.is_empty() {
             return self.types.clone();
         }
-        if let Some((key, types)) = &st.types_cache {
-            if *key == unavailable {
-                return types.clone();
-            }
+        if let Some((key, types)) = &st.types_cache
+            && *key == unavailable
+        {
+            return types.clone();
         }
         let mut types: Vec<InstanceType> = self.types.to_vec();
         for t in &mut types {
