@@ -2,7 +2,7 @@
 //! cache, termination, scripting, interruptions and the metrics decorator.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of a test binary may panic
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Taint;
@@ -91,8 +91,14 @@ impl Claim {
     }
 }
 
+/// The embedded catalog, loaded once per test binary (slow in debug builds).
+fn catalog() -> Catalog {
+    static CATALOG: OnceLock<Catalog> = OnceLock::new();
+    CATALOG.get_or_init(|| Catalog::embedded().unwrap()).clone()
+}
+
 fn ec2_with(config: SimEc2Config) -> SimulatedEc2 {
-    SimulatedEc2::new(config, Arc::new(SystemClock)).unwrap()
+    SimulatedEc2::from_catalog(config, Arc::new(SystemClock), catalog()).unwrap()
 }
 
 fn ec2() -> SimulatedEc2 {
@@ -118,7 +124,7 @@ fn cheapest(
     zones: &[&str],
     capacity_types: &[&str],
 ) -> (String, String, String, f64) {
-    let catalog = Catalog::embedded().unwrap();
+    let catalog = catalog();
     let mut best: Option<(String, String, String, f64)> = None;
     for t in types {
         for o in &catalog.get(t).unwrap().offerings {
@@ -306,7 +312,7 @@ async fn created_node_claims_carry_resolved_labels_and_status() {
         OD,
     )
     .await;
-    let catalog = Catalog::embedded().unwrap();
+    let catalog = catalog();
     let m5 = catalog.get("m5.large").unwrap();
     for (k, v) in &m5.labels {
         assert_eq!(label(&created, k), Some(v.as_str()), "{k}");
@@ -386,12 +392,13 @@ fn offering_available(types: &[karpenter_cloudprovider::InstanceType], key: &Off
 async fn exhausted_capacity_is_ice_then_the_offering_is_unavailable_for_three_minutes() {
     let clock = Arc::new(ManualClock::at_epoch_2026());
     let key = OfferingKey::new("m5.large", A, SPOT);
-    let ec2 = SimulatedEc2::new(
+    let ec2 = SimulatedEc2::from_catalog(
         SimEc2Config {
             offering_capacity: [(key.clone(), 1)].into(),
             ..Default::default()
         },
         clock.clone(),
+        catalog(),
     )
     .unwrap();
     let only_a = || {
@@ -498,12 +505,13 @@ async fn bad_config_is_rejected_naming_the_field() {
         ),
         "{err}"
     );
-    let err = SimulatedEc2::new(
+    let err = SimulatedEc2::from_catalog(
         SimEc2Config {
             offering_capacity: [(OfferingKey::new("m99.huge", A, SPOT), 1)].into(),
             ..Default::default()
         },
         Arc::new(SystemClock),
+        catalog(),
     )
     .unwrap_err();
     assert_eq!(err.category(), "invalid_config");
@@ -553,6 +561,30 @@ async fn delete_terminates_and_then_answers_not_found() {
             .unwrap_err()
             .is_not_found()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn terminated_instances_are_forgotten_after_the_retention() {
+    let clock = Arc::new(ManualClock::at_epoch_2026());
+    let ec2 =
+        SimulatedEc2::from_catalog(SimEc2Config::default(), clock.clone(), catalog()).unwrap();
+    let first = ec2
+        .create(&claim("a").types(GENERAL).build())
+        .await
+        .unwrap();
+    ec2.create(&claim("b").types(GENERAL).build())
+        .await
+        .unwrap();
+    ec2.delete(&first).await.unwrap();
+    tokio::time::sleep(ec2.config().termination_delay + Duration::from_secs(1)).await;
+    let states = |ec2: &SimulatedEc2| ec2.instances().iter().map(|i| i.state).collect::<Vec<_>>();
+    assert_eq!(states(&ec2).len(), 2);
+    clock.advance(ec2.config().terminated_retention - Duration::from_secs(1));
+    ec2.list().await.unwrap();
+    assert!(states(&ec2).contains(&InstanceState::Terminated));
+    clock.advance(Duration::from_secs(1));
+    ec2.list().await.unwrap();
+    assert_eq!(states(&ec2), vec![InstanceState::Running]);
 }
 
 #[tokio::test(start_paused = true)]

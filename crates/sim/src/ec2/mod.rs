@@ -327,6 +327,8 @@ struct State {
     create_budget: Option<usize>,
     calls: VecDeque<RecordedCall>,
     drift: BTreeMap<String, DriftReason>,
+    /// Terminated instances in termination order, so forgetting them costs nothing per call.
+    terminated: VecDeque<(DateTime<Utc>, String)>,
     rng: SplitMix64,
     launched: u32,
     /// Instance types with the unavailable set they were computed for.
@@ -371,7 +373,16 @@ pub fn parse_provider_id(provider_id: &str) -> Option<(&str, &str)> {
 impl SimulatedEc2 {
     /// A simulated EC2 on the embedded catalog.
     pub fn new(config: SimEc2Config, clock: SharedClock) -> Result<Self, SimEc2Error> {
-        let catalog = Catalog::embedded()?;
+        Self::from_catalog(config, clock, Catalog::embedded()?)
+    }
+
+    /// A simulated EC2 on an already loaded catalog (loading the embedded one takes a while in
+    /// debug builds; tests load it once and clone it).
+    pub fn from_catalog(
+        config: SimEc2Config,
+        clock: SharedClock,
+        catalog: Catalog,
+    ) -> Result<Self, SimEc2Error> {
         if config.region != catalog.region {
             return Err(SimEc2Error::InvalidConfig {
                 field: "region",
@@ -401,6 +412,7 @@ impl SimulatedEc2 {
             create_budget: None,
             calls: VecDeque::new(),
             drift: BTreeMap::new(),
+            terminated: VecDeque::new(),
             rng: SplitMix64(config.seed),
             launched: 0,
             types_cache: None,
@@ -599,10 +611,14 @@ impl State {
 
     fn expire(&mut self, now: DateTime<Utc>, retention: chrono::Duration) {
         self.unavailable.retain(|_, until| *until > now);
-        self.instances.retain(|_, i| {
-            i.terminated_at
-                .is_none_or(|t| t.checked_add_signed(retention).is_none_or(|end| end > now))
-        });
+        while let Some((at, _)) = self.terminated.front() {
+            if at.checked_add_signed(retention).is_none_or(|end| end > now) {
+                break;
+            }
+            if let Some((_, id)) = self.terminated.pop_front() {
+                self.instances.remove(&id);
+            }
+        }
     }
 
     fn is_unavailable(&self, key: &OfferingKey) -> bool {
@@ -686,14 +702,17 @@ impl Inner {
                         return;
                     };
                     instance.state = InstanceState::Terminated;
-                    instance.terminated_at = Some(inner.clock.now());
+                    let now = inner.clock.now();
+                    instance.terminated_at = Some(now);
                     inner.emit(
                         instance,
                         InterruptionKind::StateChange(InstanceState::Terminated),
                     );
-                    instance
+                    let node = instance
                         .node_registered
-                        .then(|| instance.node_name.clone())
+                        .then(|| instance.node_name.clone());
+                    st.terminated.push_back((now, id.clone()));
+                    node
                 };
                 let registrar = lock(&inner.registrar).clone();
                 if let (Some(name), Some(registrar)) = (node_to_delete, registrar)
@@ -930,7 +949,6 @@ impl Inner {
             node_registered: false,
         };
         st.instances.insert(instance_id, instance.clone());
-        st.types_cache = None;
         Ok(instance)
     }
 
