@@ -18,8 +18,8 @@ use karpenter_catalog::PriceSource;
 use karpenter_scheduling::model::{NodeClassRef, first_untolerated};
 use karpenter_scheduling::quantity::parse_resource;
 use karpenter_scheduling::{
-    InstanceType, NewNodeClaim, NodePoolView, NodeView, Offering, Operator, PodView,
-    RequirementSpec, Requirements, Resources, SchedulingInput, SolveOptions, Taint, convert, solve,
+    InstanceType, NodePoolView, NodeView, Offering, Operator, PodView, RequirementSpec,
+    Requirements, Resources, SchedulingInput, SolveOptions, Taint, convert, solve,
 };
 
 use super::instance_types::ClassCatalog;
@@ -206,8 +206,10 @@ impl DeploymentState {
     }
 }
 
-fn launch<'a>(
-    claim: &NewNodeClaim,
+/// The offering a NodeClaim allowing `instance_types` under `requirements` launches.
+fn launch<'a, S: AsRef<str>>(
+    instance_types: &[S],
+    requirements: &Requirements,
     types: &HashMap<&str, &'a InstanceType>,
 ) -> Option<(&'a InstanceType, &'a Offering)> {
     let rank = |ct: &str| match ct {
@@ -215,14 +217,13 @@ fn launch<'a>(
         labels::CAPACITY_TYPE_SPOT => 1,
         _ => 2,
     };
-    let candidates: Vec<(&InstanceType, &Offering)> = claim
-        .instance_types
+    let candidates: Vec<(&InstanceType, &Offering)> = instance_types
         .iter()
-        .filter_map(|name| types.get(&**name).copied())
+        .filter_map(|name| types.get(name.as_ref()).copied())
         .flat_map(|it| {
             it.offerings
                 .iter()
-                .filter(|o| o.available && o.compatible(&claim.requirements))
+                .filter(|o| o.available && o.compatible(requirements))
                 .map(move |o| (it, o))
         })
         .collect();
@@ -462,7 +463,8 @@ pub fn run(scenario: &Scenario) -> anyhow::Result<Report> {
                 .iter()
                 .map(|t| (t.name.as_str(), t))
                 .collect();
-            let Some((it, offering)) = launch(claim, &types) else {
+            let Some((it, offering)) = launch(&claim.instance_types, &claim.requirements, &types)
+            else {
                 // Simulated UIDs are `namespace/name`.
                 launch_failures.extend(claim.pods.iter().map(|uid| {
                     uid.split_once('/')
@@ -608,11 +610,12 @@ pub fn run(scenario: &Scenario) -> anyhow::Result<Report> {
         totals.price_per_month = totals.price_per_hour * HOURS_PER_MONTH;
         totals.requested = summary(&requested);
         totals.allocatable = summary(&allocatable);
-        let empty_nodes = nodes
+        let empty: Vec<&SimNode> = nodes
             .iter()
             .filter(|n| !pods_on.contains_key(n.name.as_str()))
-            .map(|n| n.name.clone())
             .collect();
+        let empty_nodes_price_per_hour = empty.iter().map(|n| n.price).sum();
+        let empty_nodes = empty.iter().map(|n| n.name.clone()).collect();
 
         steps.push(StepReport {
             index: index + 1,
@@ -631,6 +634,7 @@ pub fn run(scenario: &Scenario) -> anyhow::Result<Report> {
             placed_on_existing,
             unschedulable,
             empty_nodes,
+            empty_nodes_price_per_hour,
             cluster: totals,
         });
     }
@@ -678,4 +682,102 @@ fn limitations(pools: &[NodePoolSummary]) -> Vec<String> {
             if cfg!(debug_assertions) { "debug" } else { "release" }
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(bound: &[bool]) -> DeploymentState {
+        let mut d = DeploymentState {
+            namespace: "ns".into(),
+            name: "web".into(),
+            template: PodView::default(),
+            pods: Vec::new(),
+            next_index: 1,
+        };
+        d.scale(bound.len());
+        for (p, b) in d.pods.iter_mut().zip(bound) {
+            p.node = b.then(|| "n1".to_string());
+        }
+        d
+    }
+
+    fn names(d: &DeploymentState) -> Vec<&str> {
+        d.pods.iter().map(|p| p.view.name.as_str()).collect()
+    }
+
+    /// Scales a deployment whose pods are bound (`true`) or pending, and checks who is left.
+    fn check(bound: &[bool], replicas: usize, removed: usize, left: &[&str]) {
+        let mut d = deployment(bound);
+        assert_eq!(d.scale(replicas), removed, "{bound:?} -> {replicas}");
+        assert_eq!(names(&d), left, "{bound:?} -> {replicas}");
+    }
+
+    #[test]
+    fn scale_down_removes_pending_then_newest() {
+        check(&[true, true, true], 1, 2, &["web-1"]);
+        check(&[true, false, true], 2, 1, &["web-1", "web-3"]);
+        check(&[false, true, false], 1, 2, &["web-2"]);
+        check(&[true], 3, 0, &["web-1", "web-2", "web-3"]);
+        check(&[true, true], 0, 2, &[]);
+    }
+
+    #[test]
+    fn scale_up_names_continue_after_removed_pods() {
+        let mut d = deployment(&[true, true, true]);
+        d.scale(1);
+        d.scale(2);
+        assert_eq!(names(&d), ["web-1", "web-4"]);
+        assert_eq!(d.pods[1].view.uid, "ns/web-4");
+    }
+
+    fn it(name: &str, offerings: &[(&str, &str, f64, bool)]) -> InstanceType {
+        InstanceType {
+            name: name.into(),
+            requirements: Requirements::new(),
+            capacity: Resources::new(),
+            overhead: Default::default(),
+            offerings: offerings
+                .iter()
+                .map(|(z, ct, p, available)| {
+                    let mut o = Offering::new(z, ct, *p);
+                    o.available = *available;
+                    o
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn launch_prefers_spot_then_cheapest_available() {
+        let a = it(
+            "a",
+            &[("z1", "on-demand", 0.01, true), ("z1", "spot", 0.05, true)],
+        );
+        let b = it(
+            "b",
+            &[("z2", "spot", 0.03, true), ("z3", "spot", 0.001, false)],
+        );
+        let c = it("c", &[("z1", "spot", 0.0001, true)]);
+        let types: HashMap<&str, &InstanceType> =
+            [("a", &a), ("b", &b), ("c", &c)].into_iter().collect();
+        let (t, o) = launch(&["a", "b"], &Requirements::new(), &types).unwrap();
+        assert_eq!(
+            (t.name.as_str(), o.zone.as_str(), o.capacity_type.as_str()),
+            ("b", "z2", "spot")
+        );
+        let (t, o) = launch(&["a"], &Requirements::new(), &types).unwrap();
+        assert_eq!((t.name.as_str(), o.capacity_type.as_str()), ("a", "spot"));
+        assert!(launch(&["missing"], &Requirements::new(), &types).is_none());
+        let on_demand = Requirements::new().with(
+            labels::CAPACITY_TYPE,
+            karpenter_scheduling::Requirement::in_values(["on-demand"]),
+        );
+        let (t, o) = launch(&["a", "b", "c"], &on_demand, &types).unwrap();
+        assert_eq!(
+            (t.name.as_str(), o.capacity_type.as_str()),
+            ("a", "on-demand")
+        );
+    }
 }

@@ -116,6 +116,8 @@ pub struct StepReport {
     pub unschedulable: Vec<UnschedulableGroup>,
     /// Nodes with no workload pods after this step (consolidation candidates, not simulated).
     pub empty_nodes: Vec<String>,
+    /// What the empty nodes cost, USD per hour.
+    pub empty_nodes_price_per_hour: f64,
     /// The cluster after this step.
     pub cluster: ClusterTotals,
 }
@@ -348,14 +350,18 @@ impl StepReport {
             self.actions.join("; ")
         );
         let p = &self.pods;
-        let mut summary = format!(
-            "  {} pending: {} on {}, {} on existing nodes, {} unschedulable",
-            plural(p.pending, "pod", "pods"),
-            p.placed_on_new,
-            plural(self.new_nodeclaims.len(), "new NodeClaim", "new NodeClaims"),
-            p.placed_on_existing,
-            p.unschedulable
-        );
+        let mut summary = if p.pending == 0 {
+            "  no pending pods".to_string()
+        } else {
+            format!(
+                "  {} pending: {} on {}, {} on existing nodes, {} unschedulable",
+                plural(p.pending, "pod", "pods"),
+                p.placed_on_new,
+                plural(self.new_nodeclaims.len(), "new NodeClaim", "new NodeClaims"),
+                p.placed_on_existing,
+                p.unschedulable
+            )
+        };
         if p.removed > 0 {
             let _ = write!(summary, "; {} removed", plural(p.removed, "pod", "pods"));
         }
@@ -446,7 +452,8 @@ impl StepReport {
         if !self.empty_nodes.is_empty() {
             let _ = writeln!(
                 out,
-                "  empty nodes kept (consolidation is not simulated yet): {}",
+                "  empty nodes kept, {}/h (consolidation is not simulated yet): {}",
+                money(self.empty_nodes_price_per_hour),
                 self.empty_nodes.join(", ")
             );
         }
@@ -510,6 +517,6 @@ mod tests {
             ],
             &[1],
         );
-        assert_eq!(out, "A     N    LAST\nlong    1  x\ns     100  y\n");
+        assert_eq!(out, "A       N  LAST\nlong    1  x\ns     100  y\n");
     }
 }
