@@ -39,6 +39,10 @@ use crate::results::{
 };
 use crate::topology::{Group, GroupKey, GroupKind, NamespaceSet, NodeFilter};
 
+/// In-flight NodeClaims that could take a pod only by getting dearer are tried at most this many
+/// times per pod before a fresh NodeClaim is opened.
+const MAX_COSTLY_CLAIMS_TRIED: usize = 16;
+
 /// Whether soft preferences are honoured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PreferencePolicy {
@@ -186,6 +190,8 @@ struct Claim {
     host_ports: Vec<HostPort>,
     reservation: Resources,
     min_values_relaxed: bool,
+    /// Cheapest price over the candidate types' allowed offerings.
+    price: f64,
     /// Per-resource max of room over candidate types: a quick upper bound for rejects
     /// (`None` when offering overrides make the base allocatable no bound).
     max_room: Option<Resources>,
@@ -923,6 +929,8 @@ impl<'a> Solver<'a> {
                     && g.claim_domains >= self.claim_order.len()
             })
         });
+        let mut standalone: Option<f64> = None;
+        let mut too_dear = 0usize;
         let mut cursor = if skip_claims {
             None
         } else {
@@ -936,8 +944,16 @@ impl<'a> Solver<'a> {
                     .is_none_or(|m| m.fits(&c.requests.plus(&req)))
             });
             if quick_ok && let Ok(plan) = self.try_claim(p, ci) {
-                self.commit_claim(p, ci, plan);
-                return Ok(());
+                if self.worth_joining(p, ci, &plan, &mut standalone) {
+                    self.commit_claim(p, ci, plan);
+                    return Ok(());
+                }
+                // Bounded search: after this many claims that fit but would get dearer, a
+                // fresh NodeClaim is the better home (and the scan stays linear).
+                too_dear += 1;
+                if too_dear >= MAX_COSTLY_CLAIMS_TRIED {
+                    break;
+                }
             }
             cursor = self
                 .claim_order
@@ -966,6 +982,61 @@ impl<'a> Solver<'a> {
             existing_nodes: self.nodes.len(),
             nodepools: rejections,
         })
+    }
+
+    /// Cost-aware packing guard (not in upstream): joining an in-flight NodeClaim is refused
+    /// when the claim's cheapest price would exceed twice the price of keeping the claim as it
+    /// is plus running the pod on a node of its own. Upstream keeps adding pods while *any* instance type still fits, which with a real
+    /// catalog ends in a handful of exotic giants (12 TB-memory `u7i` types) at many times the
+    /// cost of ordinary nodes.
+    fn worth_joining(
+        &self,
+        p: usize,
+        ci: usize,
+        plan: &Plan,
+        standalone: &mut Option<f64>,
+    ) -> bool {
+        let Some(claim) = self.claims.get(ci) else {
+            return false;
+        };
+        let Some(pool) = self.pools.get(claim.pool) else {
+            return false;
+        };
+        let reqs = plan.requirements.as_ref().unwrap_or(&claim.requirements);
+        let after = pool.cheapest(reqs, &plan.types);
+        let increase = after - claim.price;
+        if increase <= 1e-9 {
+            return true;
+        }
+        let alone = *standalone.get_or_insert_with(|| self.standalone_price(p));
+        // Joining may cost more than the pod alone would (bigger nodes pack better later), but
+        // never more than twice what running the claim and the pod apart would cost.
+        after <= 2.0 * (claim.price + alone) + 1e-9
+    }
+
+    /// The cheapest price at which the pod could run alone, over all pools (∞ if nowhere).
+    fn standalone_price(&self, p: usize) -> f64 {
+        let Some(st) = self.pods.get(p) else {
+            return f64::INFINITY;
+        };
+        let mut best = f64::INFINITY;
+        for pool in &self.pools {
+            let mut reqs = pool.template.clone();
+            if pool.template.compatible(&st.requirements).is_err() {
+                continue;
+            }
+            reqs.add_all(&st.requirements);
+            let compat = pool.compat(&reqs);
+            let summary = pool.offer_summary(&reqs);
+            for t in compat.ones() {
+                if pool.fits(t, Some(&reqs), &st.requests)
+                    && let Some((price, _)) = summary.per_type.get(t)
+                {
+                    best = best.min(*price);
+                }
+            }
+        }
+        best
     }
 
     // ---- existing nodes ----------------------------------------------------------------
@@ -1225,6 +1296,7 @@ impl<'a> Solver<'a> {
             reservation: Resources::new(),
             min_values_relaxed: false,
             max_room: None,
+            price: 0.0,
         };
         self.claims.push(claim);
         let ci = self.claims.len() - 1;
@@ -1538,10 +1610,14 @@ impl<'a> Solver<'a> {
             return;
         };
         let old_count = claim.pods.len();
+        let types_changed = claim.types != plan.types || old_count == 0;
+        if types_changed || plan.requirements.is_some() {
+            let reqs = plan.requirements.as_ref().unwrap_or(&claim.requirements);
+            claim.price = pool.cheapest(reqs, &plan.types);
+        }
         if let Some(r) = plan.requirements {
             claim.requirements = r;
         }
-        let types_changed = claim.types != plan.types || old_count == 0;
         claim.types = plan.types;
         claim.min_values_relaxed |= plan.min_values_relaxed;
         claim.requests.add(&st.requests);
@@ -1921,6 +1997,14 @@ impl Pool<'_> {
         }
         cache.insert(reqs.clone(), v.clone());
         v
+    }
+
+    /// Cheapest allowed offering price over the types in `set`.
+    fn cheapest(&self, reqs: &Requirements, set: &Bits) -> f64 {
+        let summary = self.offer_summary(reqs);
+        set.ones()
+            .filter_map(|t| summary.per_type.get(t).map(|p| p.0))
+            .fold(f64::INFINITY, f64::min)
     }
 
     fn fits(&self, t: usize, reqs: Option<&Requirements>, total: &Resources) -> bool {
