@@ -274,6 +274,7 @@ fn default_scenario(r: &Value) {
     assert_eq!(n(&first["pods"]["pending"]), 10);
     assert_eq!(n(&first["pods"]["placed_on_new"]), 10);
     assert_eq!(n(&first["pods"]["unschedulable"]), 0);
+    assert_eq!(first["empty_nodes_price_per_hour"].to_string(), "0.0");
     let zones: BTreeSet<&str> = claims(first)
         .iter()
         .map(|c| c["zone"].as_str().unwrap())
@@ -316,6 +317,19 @@ fn default_scenario(r: &Value) {
     assert_eq!(n(&third["pods"]["removed"]), 15);
     assert!(claims(third).is_empty());
     assert_eq!(n(&third["cluster"]["pods_running"]), 5);
+    let empty = third["empty_nodes"].as_array().unwrap();
+    assert!(
+        !empty.is_empty(),
+        "15 of 20 pods gone leaves some node empty"
+    );
+    let empty_price: f64 = steps(r)
+        .iter()
+        .flat_map(claims)
+        .filter(|c| empty.contains(&c["name"]))
+        .map(|c| c["price_per_hour"].as_f64().unwrap())
+        .sum();
+    let reported = third["empty_nodes_price_per_hour"].as_f64().unwrap();
+    assert!((reported - empty_price).abs() < 1e-9);
     assert_eq!(
         third["cluster"]["price_per_hour"],
         second["cluster"]["price_per_hour"]

@@ -614,7 +614,8 @@ pub fn run(scenario: &Scenario) -> anyhow::Result<Report> {
             .iter()
             .filter(|n| !pods_on.contains_key(n.name.as_str()))
             .collect();
-        let empty_nodes_price_per_hour = empty.iter().map(|n| n.price).sum();
+        // A float `sum()` of nothing is -0.0, which would print as such in the JSON.
+        let empty_nodes_price_per_hour = empty.iter().fold(0.0, |acc, n| acc + n.price);
         let empty_nodes = empty.iter().map(|n| n.name.clone()).collect();
 
         steps.push(StepReport {
