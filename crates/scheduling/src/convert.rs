@@ -27,6 +27,14 @@ pub enum ConvertError {
         /// The parse error.
         source: QuantityError,
     },
+    /// A NodePool requirement is invalid.
+    #[error("{object}: {source}")]
+    Requirement {
+        /// The object.
+        object: String,
+        /// What is wrong.
+        source: crate::requirements::RequirementError,
+    },
     /// An operator or enum value is not known.
     #[error("{object}: unsupported value {value:?} in {field}")]
     Unsupported {
@@ -45,6 +53,7 @@ impl ConvertError {
         match self {
             ConvertError::Quantity { .. } => "invalid_quantity",
             ConvertError::Unsupported { .. } => "unsupported_value",
+            ConvertError::Requirement { .. } => "invalid_requirement",
         }
     }
 }
@@ -314,6 +323,101 @@ pub fn pod_view(pod: &core::Pod) -> Result<PodView, ConvertError> {
     Ok(view)
 }
 
+fn api_operator(op: karpenter_apis::common::NodeSelectorOperator) -> Operator {
+    use karpenter_apis::common::NodeSelectorOperator as O;
+    match op {
+        O::In => Operator::In,
+        O::NotIn => Operator::NotIn,
+        O::Exists => Operator::Exists,
+        O::DoesNotExist => Operator::DoesNotExist,
+        O::Gt => Operator::Gt,
+        O::Lt => Operator::Lt,
+        O::Gte => Operator::Gte,
+        O::Lte => Operator::Lte,
+    }
+}
+
+/// Writes requirements as NodeClaim `spec.requirements` entries (Gte/Lte like upstream, both
+/// bounds as two entries, minValues kept).
+pub fn nodeclaim_requirements(
+    specs: &[RequirementSpec],
+) -> Vec<karpenter_apis::common::NodeSelectorRequirementWithMinValues> {
+    use karpenter_apis::common::NodeSelectorOperator as O;
+    specs
+        .iter()
+        .map(
+            |s| karpenter_apis::common::NodeSelectorRequirementWithMinValues {
+                key: s.key.clone(),
+                operator: match s.operator {
+                    Operator::In => O::In,
+                    Operator::NotIn => O::NotIn,
+                    Operator::Exists => O::Exists,
+                    Operator::DoesNotExist => O::DoesNotExist,
+                    Operator::Gt => O::Gt,
+                    Operator::Lt => O::Lt,
+                    Operator::Gte => O::Gte,
+                    Operator::Lte => O::Lte,
+                },
+                values: s.values.clone(),
+                min_values: s.min_values,
+            },
+        )
+        .collect()
+}
+
+/// Converts a `karpenter.sh/v1` NodePool (plus the instance types the cloud provider offers for
+/// it) into the solver's view. Limits are parsed into the crate's integer units.
+pub fn nodepool_view(
+    np: &karpenter_apis::nodepool::NodePool,
+    instance_types: Vec<crate::model::InstanceType>,
+) -> Result<crate::model::NodePoolView, ConvertError> {
+    let name = np.metadata.name.clone().unwrap_or_default();
+    let object = format!("nodepool {name}");
+    let spec = &np.spec.template.spec;
+    let mut requirements = crate::requirements::Requirements::new();
+    for r in &spec.requirements {
+        let key = labels::normalize_label_key(&r.key);
+        let mut req =
+            crate::requirements::Requirement::new(key, api_operator(r.operator), &r.values)
+                .map_err(|source| ConvertError::Requirement {
+                    object: object.clone(),
+                    source,
+                })?;
+        req.min_values = r.min_values;
+        requirements.add(key, req);
+    }
+    let taints = |ts: &[core::Taint]| {
+        ts.iter()
+            .map(|t| taint(&object, t))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let mut limits = BTreeMap::new();
+    for (k, v) in &np.spec.limits {
+        let amount =
+            crate::quantity::parse_resource(k, &v.0).map_err(|source| ConvertError::Quantity {
+                object: format!("{object} limits.{k}"),
+                source,
+            })?;
+        limits.insert(k.clone(), amount);
+    }
+    Ok(crate::model::NodePoolView {
+        name,
+        weight: np.spec.weight.unwrap_or(0),
+        requirements,
+        labels: np.spec.template.metadata.labels.clone(),
+        annotations: np.spec.template.metadata.annotations.clone(),
+        taints: taints(&spec.taints)?,
+        startup_taints: taints(&spec.startup_taints)?,
+        limits,
+        node_class_ref: crate::model::NodeClassRef {
+            group: spec.node_class_ref.group.clone(),
+            kind: spec.node_class_ref.kind.clone(),
+            name: spec.node_class_ref.name.clone(),
+        },
+        instance_types,
+    })
+}
+
 /// Converts a Kubernetes node and the pods bound to it into a node view. `used` sums the
 /// requests of the given pods (callers pass the non-terminal pods bound to this node).
 pub fn node_view(node: &core::Node, pods: &[PodView]) -> Result<NodeView, ConvertError> {
@@ -400,6 +504,54 @@ mod tests {
         assert_eq!(v.topology_spread.len(), 1);
         assert_eq!(v.pvcs, vec!["data-0"]);
         assert_eq!(v.creation_timestamp, 1_704_067_200);
+    }
+
+    #[test]
+    fn nodepool_from_yaml_shape() {
+        let np: karpenter_apis::nodepool::NodePool = serde_json::from_value(serde_json::json!({
+            "apiVersion": "karpenter.sh/v1", "kind": "NodePool",
+            "metadata": {"name": "default"},
+            "spec": {
+                "weight": 10,
+                "limits": {"cpu": "1000", "memory": "1000Gi"},
+                "template": {
+                    "metadata": {"labels": {"team": "riker"}},
+                    "spec": {
+                        "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"},
+                        "taints": [{"key": "dedicated", "value": "riker", "effect": "NoSchedule"}],
+                        "requirements": [
+                            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot", "on-demand"]},
+                            {"key": "karpenter.k8s.aws/instance-cpu", "operator": "Gt", "values": ["2"]},
+                            {"key": "node.kubernetes.io/instance-type", "operator": "Exists", "minValues": 5}
+                        ]
+                    }
+                }
+            }
+        }))
+        .unwrap();
+        let v = nodepool_view(&np, vec![]).unwrap();
+        assert_eq!(v.weight, 10);
+        assert_eq!(v.limits.get("cpu"), Some(&1_000_000));
+        assert_eq!(v.taints.len(), 1);
+        assert_eq!(v.labels.get("team").map(String::as_str), Some("riker"));
+        assert_eq!(
+            v.requirements
+                .get(labels::INSTANCE_TYPE)
+                .and_then(|r| r.min_values),
+            Some(5)
+        );
+        assert!(
+            v.requirements
+                .get(labels::AWS_INSTANCE_CPU)
+                .is_some_and(|r| r.has("3") && !r.has("2"))
+        );
+        let written = nodeclaim_requirements(&v.requirements.to_specs());
+        let cpu = written
+            .iter()
+            .find(|r| r.key == labels::AWS_INSTANCE_CPU)
+            .unwrap();
+        assert_eq!(cpu.operator.as_str(), "Gte");
+        assert_eq!(cpu.values, vec!["3"]);
     }
 
     #[test]
