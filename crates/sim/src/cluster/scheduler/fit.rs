@@ -52,6 +52,9 @@ pub(crate) struct NodeState {
 pub(crate) struct ClusterState {
     nodes: Vec<NodeState>,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Bound pods with required anti-affinity terms, as (node index, pod): every incoming pod
+    /// must respect them, and keeping them apart saves a scan of all pods per incoming pod.
+    anti_affinity_pods: Vec<(usize, Arc<Pod>)>,
 }
 
 /// What to do with a pod.
@@ -126,6 +129,7 @@ impl ClusterState {
                     ))
                 })
                 .collect(),
+            anti_affinity_pods: Vec::new(),
         };
         for pod in pods {
             if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone())
@@ -149,6 +153,9 @@ impl ClusterState {
             add_into(&mut state.requested, &pod_requests(spec));
         }
         state.pod_count += 1;
+        if !required_terms(&pod, true).is_empty() {
+            self.anti_affinity_pods.push((i, pod.clone()));
+        }
         state.pods.push(pod);
     }
 
@@ -397,25 +404,34 @@ impl InterPod {
         let mut affinity_counts = TopologyCounts::new();
         let mut anti_counts = TopologyCounts::new();
         let mut existing_anti_counts = TopologyCounts::new();
-        for (node, existing) in cluster.pods() {
-            if !affinity_terms.is_empty() && affinity_terms.iter().all(|t| t.matches(existing)) {
-                for t in &affinity_terms {
-                    if let Some(v) = node.labels.get(&t.topology_key) {
-                        *affinity_counts
+        // Only pods with terms of their own need the scan over every bound pod.
+        if !affinity_terms.is_empty() || !anti_terms.is_empty() {
+            for (node, existing) in cluster.pods() {
+                if !affinity_terms.is_empty() && affinity_terms.iter().all(|t| t.matches(existing))
+                {
+                    for t in &affinity_terms {
+                        if let Some(v) = node.labels.get(&t.topology_key) {
+                            *affinity_counts
+                                .entry((t.topology_key.clone(), v.clone()))
+                                .or_insert(0) += 1;
+                        }
+                    }
+                }
+                for t in &anti_terms {
+                    if t.matches(existing)
+                        && let Some(v) = node.labels.get(&t.topology_key)
+                    {
+                        *anti_counts
                             .entry((t.topology_key.clone(), v.clone()))
                             .or_insert(0) += 1;
                     }
                 }
             }
-            for t in &anti_terms {
-                if t.matches(existing)
-                    && let Some(v) = node.labels.get(&t.topology_key)
-                {
-                    *anti_counts
-                        .entry((t.topology_key.clone(), v.clone()))
-                        .or_insert(0) += 1;
-                }
-            }
+        }
+        for (index, existing) in &cluster.anti_affinity_pods {
+            let Some(node) = cluster.nodes.get(*index) else {
+                continue;
+            };
             for term in required_terms(existing, true) {
                 let t = Term::resolve(&term, existing, cluster);
                 if t.matches(pod)
