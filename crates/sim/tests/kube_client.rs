@@ -1,4 +1,5 @@
 //! Conformance tests: the real kube-rs client and kube-runtime watchers against the embedded server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -785,5 +786,68 @@ async fn injected_faults_and_garbage_collection() {
         deploys.get("own").await.is_err()
     })
     .await;
+    env.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_k8s_io_recorder_events_are_core_events_too() {
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let env = start().await;
+    let pods: Api<Pod> = Api::default_namespaced(env.client.clone());
+    let p = pods
+        .create(&PostParams::default(), &pod("ev", json!({}), None))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        env.client.clone(),
+        Reporter {
+            controller: "karpenter".into(),
+            instance: None,
+        },
+    );
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: "FailedScheduling".into(),
+        note: Some("no capacity".into()),
+        action: "Scheduling".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &p.object_ref(&())).await.unwrap();
+    recorder.publish(&ev, &p.object_ref(&())).await.unwrap();
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::default_namespaced(env.client.clone());
+    let listed = core
+        .list(&ListParams::default().fields("involvedObject.name=ev,involvedObject.kind=Pod"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    let e = &listed.items[0];
+    assert_eq!(
+        (
+            e.reason.as_deref(),
+            e.message.as_deref(),
+            e.type_.as_deref()
+        ),
+        (
+            Some("FailedScheduling"),
+            Some("no capacity"),
+            Some("Warning")
+        )
+    );
+    assert_eq!(
+        e.count,
+        Some(2),
+        "the recorder's series patch counts repeats"
+    );
+    let v1: Api<k8s_openapi::api::events::v1::Event> = Api::default_namespaced(env.client.clone());
+    let back = v1.list(&ListParams::default()).await.unwrap();
+    assert_eq!(back.items[0].note.as_deref(), Some("no capacity"));
+    assert_eq!(
+        back.items[0]
+            .regarding
+            .as_ref()
+            .and_then(|r| r.name.as_deref()),
+        Some("ev")
+    );
     env.server.shutdown().await;
 }

@@ -1,4 +1,5 @@
 //! The real kubectl v1.34 against the embedded server: the commands users run from the install
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! guides must work unchanged.
 
 mod common;
@@ -228,6 +229,36 @@ async fn kubectl_drives_karpenter_resources_and_workloads() {
         .run(&["-n", "inflate", "get", "deployment", "inflate"])
         .await;
     assert!(!ok && stderr.contains("NotFound"), "{stderr}");
+    // Pods, events and deletion (kubectl --wait watches the pod by name until it is gone).
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: c\n    image: nginx\n";
+    let file = k.write("pod.yaml", pod);
+    k.ok(&["apply", "-f", &file]).await;
+    let uid = k
+        .ok(&["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"])
+        .await;
+    let event = "apiVersion: v1\nkind: Event\nmetadata:\n  name: web.1\ninvolvedObject:\n  kind: Pod\n  name: web\n  namespace: default\n  uid: UID\nreason: FailedScheduling\nmessage: no nodes available\ntype: Warning\nlastTimestamp: \"2026-01-01T00:00:00Z\"\n";
+    let file = k.write("event.yaml", &event.replace("UID", uid.trim()));
+    k.ok(&["apply", "-f", &file]).await;
+    let events = k.ok(&["get", "events"]).await;
+    assert!(
+        events.contains("FailedScheduling")
+            && events.contains("pod/web")
+            && events.contains("no nodes available"),
+        "{events}"
+    );
+    let pods = k.ok(&["get", "pods", "-o", "wide"]).await;
+    let header = pods.lines().next().unwrap_or("");
+    for col in ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"] {
+        assert!(header.contains(col), "missing {col}: {pods}");
+    }
+    assert!(pods.contains("0/1") && pods.contains("Pending"), "{pods}");
+    let described = k.ok(&["describe", "pod", "web"]).await;
+    assert!(
+        described.contains("FailedScheduling"),
+        "describe shows the pod's events: {described}"
+    );
+    let out = k.ok(&["delete", "pod", "web"]).await;
+    assert!(out.contains("pod \"web\" deleted"), "{out}");
     let nodes = k.run(&["get", "nodes"]).await;
     assert!(
         nodes.0 && nodes.2.contains("No resources found"),

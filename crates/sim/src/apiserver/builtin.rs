@@ -138,8 +138,21 @@ fn defaults(res: &ResourceInfo, obj: &mut Value, old: Option<&Value>) {
                 set_default(obj, &["spec", "priority"], json!(0));
             }
             if old.is_none() {
-                set_default(obj, &["status", "phase"], json!("Pending"));
+                // Like the pod strategy: status is the server's on create.
+                let qos = qos_class(obj);
+                if let Some(m) = obj.as_object_mut() {
+                    m.insert(
+                        "status".into(),
+                        json!({"phase": "Pending", "qosClass": qos}),
+                    );
+                }
             }
+        }
+        ("apps", _) if old.is_none() && obj.get("status").is_some() => {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+            defaults(res, obj, old);
         }
         ("apps", "Deployment") => {
             set_default(obj, &["spec", "replicas"], json!(1));
@@ -183,6 +196,36 @@ fn defaults(res: &ResourceInfo, obj: &mut Value, old: Option<&Value>) {
             }
         }
         _ => {}
+    }
+}
+
+/// The pod QoS class from container requests and limits.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| at(pod, &["spec", k]).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let requests = at(c, &["resources", "requests"]).and_then(Value::as_object);
+        let limits = at(c, &["resources", "limits"]).and_then(Value::as_object);
+        if requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty()) {
+            any = true;
+        }
+        for resource in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(resource));
+            let request = requests.and_then(|r| r.get(resource)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
     }
 }
 
@@ -409,7 +452,7 @@ mod tests {
         assert!(err.message.contains("RFC 1123"), "{}", err.message);
         let mut pod = json!({"metadata": {"name": "ok"}, "spec": {"containers": []}});
         let err = admit(&pods, &mut pod, None).unwrap_err();
-        assert_eq!(err.causes[0].field, "spec.containers");
+        assert_eq!(err.details.causes[0].field, "spec.containers");
         let deploy = reg.get("apps", "v1", "deployments").unwrap();
         let mut d = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "y"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
         let err = admit(&deploy, &mut d, None).unwrap_err();

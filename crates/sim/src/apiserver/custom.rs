@@ -47,6 +47,13 @@ pub(crate) fn admit(
             res.storage
         )));
     };
+    if old.is_none()
+        && res.has_status()
+        && let Some(m) = obj.as_object_mut()
+    {
+        // With a status subresource, status is not writable through create.
+        m.remove("status");
+    }
     let name = object::name(obj).to_string();
     let admitted = validator
         .admit(&res.version, obj, old)

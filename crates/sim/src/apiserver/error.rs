@@ -23,6 +23,13 @@ pub struct ApiError {
     pub reason: String,
     /// Human-readable message, worded like kube-apiserver's.
     pub message: String,
+    /// `details` (boxed to keep `Result<_, ApiError>` small).
+    pub details: Box<ErrorDetails>,
+}
+
+/// The `details` of a Status.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ErrorDetails {
     /// `details.name`.
     pub name: Option<String>,
     /// `details.group`.
@@ -70,20 +77,16 @@ impl ApiError {
             code,
             reason: reason.to_string(),
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
-            retry_after_seconds: None,
+            details: Box::default(),
         }
     }
 
     fn with_resource(mut self, qr: &QualifiedResource, name: &str) -> Self {
-        self.name = Some(name.to_string());
+        self.details.name = Some(name.to_string());
         if !qr.group.is_empty() {
-            self.group = Some(qr.group.clone());
+            self.details.group = Some(qr.group.clone());
         }
-        self.kind = Some(qr.resource.clone());
+        self.details.kind = Some(qr.resource.clone());
         self
     }
 
@@ -156,12 +159,12 @@ impl ApiError {
             "Invalid",
             format!("{qualified_kind} \"{name}\" is invalid: {joined}"),
         );
-        err.name = Some(name.to_string());
+        err.details.name = Some(name.to_string());
         if !group.is_empty() {
-            err.group = Some(group.to_string());
+            err.details.group = Some(group.to_string());
         }
-        err.kind = Some(kind.to_string());
-        err.causes = causes;
+        err.details.kind = Some(kind.to_string());
+        err.details.causes = causes;
         err
     }
 
@@ -232,7 +235,7 @@ impl ApiError {
 
     /// Adds a cause.
     pub fn with_cause(mut self, reason: &str, message: &str, field: &str) -> Self {
-        self.causes.push(StatusCause {
+        self.details.causes.push(StatusCause {
             reason: reason.to_string(),
             message: message.to_string(),
             field: field.to_string(),
@@ -243,17 +246,18 @@ impl ApiError {
     /// The `metav1.Status` JSON body.
     pub fn to_status(&self) -> Value {
         let mut details = Map::new();
-        if let Some(name) = &self.name {
+        if let Some(name) = &self.details.name {
             details.insert("name".into(), json!(name));
         }
-        if let Some(group) = &self.group {
+        if let Some(group) = &self.details.group {
             details.insert("group".into(), json!(group));
         }
-        if let Some(kind) = &self.kind {
+        if let Some(kind) = &self.details.kind {
             details.insert("kind".into(), json!(kind));
         }
-        if !self.causes.is_empty() {
+        if !self.details.causes.is_empty() {
             let causes: Vec<Value> = self
+                .details
                 .causes
                 .iter()
                 .map(|c| {
@@ -268,7 +272,7 @@ impl ApiError {
                 .collect();
             details.insert("causes".into(), Value::Array(causes));
         }
-        if let Some(secs) = self.retry_after_seconds {
+        if let Some(secs) = self.details.retry_after_seconds {
             details.insert("retryAfterSeconds".into(), json!(secs));
         }
         let mut status = Map::new();

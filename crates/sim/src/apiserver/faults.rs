@@ -98,7 +98,7 @@ fn injected_error(code: u16, resource: &str) -> ApiError {
         ),
     };
     if code == 429 {
-        err.retry_after_seconds = Some(1);
+        err.details.retry_after_seconds = Some(1);
     }
     err
 }

@@ -75,7 +75,7 @@ async fn handle(State(server): State<Arc<Server>>, req: Request) -> Response {
         .path()
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s))
+        .map(percent_decode)
         .collect();
     let query: HashMap<String, String> = parts
         .uri
@@ -138,7 +138,7 @@ pub(crate) fn json_response(code: StatusCode, value: &Value) -> Response {
 pub(crate) fn error_response(e: &ApiError) -> Response {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = json_response(code, &e.to_status());
-    if let Some(secs) = e.retry_after_seconds
+    if let Some(secs) = e.details.retry_after_seconds
         && let Ok(v) = HeaderValue::from_str(&secs.to_string())
     {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -384,7 +384,7 @@ fn encode_continue(tok: &ContinueToken) -> String {
 
 fn decode_continue(s: &str) -> Result<ContinueToken, ApiError> {
     let bad = || ApiError::bad_request(format!("invalid continue token: {s:?}"));
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes: Result<Vec<u8>, _> = (0..s.len())
@@ -539,6 +539,10 @@ fn watch_request(server: &Arc<Server>, ctx: &Ctx, t: &Target) -> Result<Response
         .map(std::time::Duration::from_secs)
         .unwrap_or(server.config.default_watch_timeout);
     let params = watch::WatchParams {
+        min_rv: match from {
+            WatchFrom::Rv(n) => n,
+            WatchFrom::Snapshot => 0,
+        },
         from,
         send_initial_events: send_initial,
         bookmarks,

@@ -44,11 +44,11 @@ fn apply_error(res: &ResourceInfo, name: &str, e: ApplyError) -> ApiError {
                 "Conflict",
                 ApplyError::Conflicts(conflicts.clone()).to_string(),
             );
-            err.name = Some(name.to_string());
+            err.details.name = Some(name.to_string());
             if !res.group.is_empty() {
-                err.group = Some(res.group.clone());
+                err.details.group = Some(res.group.clone());
             }
-            err.kind = Some(res.plural.clone());
+            err.details.kind = Some(res.plural.clone());
             for c in conflicts {
                 err = err.with_cause("FieldManagerConflict", &c.cause_message(), &c.field_path);
             }

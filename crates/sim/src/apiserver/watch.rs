@@ -24,6 +24,8 @@ pub const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 pub(crate) struct WatchParams {
     pub from: WatchFrom,
+    /// Events at or below this revision were already seen by the client.
+    pub min_rv: u64,
     pub send_initial_events: bool,
     pub bookmarks: bool,
     pub timeout: Duration,
@@ -190,7 +192,7 @@ async fn run(
         };
         match step {
             Step::Event(Ok(ev)) => {
-                if ev.rv <= start.rv {
+                if ev.rv <= start.rv.max(params.min_rv) {
                     continue;
                 }
                 last_rv = ev.rv;

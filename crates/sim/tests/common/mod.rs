@@ -1,5 +1,5 @@
 //! Shared fixtures for the API server conformance tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
