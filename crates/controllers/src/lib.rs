@@ -1,11 +1,15 @@
 //! Karpenter's controllers and the operator-level pieces every controller shares.
 //!
 //! Owns: the one [`metrics::Metrics`] registry of every upstream metric we emit (names, types,
-//! labels and buckets exactly as upstream so its dashboards work), and [`leader`] election on a
-//! `coordination.k8s.io/v1` Lease that controllers gate on. Reconcilers join this crate next.
+//! labels and buckets exactly as upstream so its dashboards work), [`leader`] election on a
+//! `coordination.k8s.io/v1` Lease that controllers gate on, and the Kubernetes client's
+//! [`ratelimit`] (QPS/burst). Reconcilers join this crate next.
 //!
 //! Must never depend on: aws-sdk-* (the AWS provider sits behind the `CloudProvider` trait), the
 //! simulator (only as a test fixture), or a global metrics registry.
 
+pub mod context;
+pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod ratelimit;
