@@ -265,6 +265,12 @@ impl LeaderElector {
                 .create(&PostParams::default(), &lease)
                 .await
                 .map_err(|e| self.api_error(e))?;
+            info!(
+                lease = %self.config.lease_name,
+                namespace = %self.config.namespace,
+                identity = %self.config.identity,
+                "created and acquired leader lease"
+            );
             self.observe(&created);
             return Ok(true);
         };

@@ -183,19 +183,18 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let metadata = event.metadata();
-        let mut line = Map::new();
-        line.insert(
-            "level".into(),
-            Value::from(Self::level_name(metadata.level())),
-        );
-        line.insert(
-            "time".into(),
-            Value::from(
-                chrono::Utc::now()
-                    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                    .to_string(),
+        // Fixed keys first and in zap's order (a serde_json map would sort them), then fields.
+        let mut head: Vec<(&str, Value)> = vec![
+            ("level", Value::from(Self::level_name(metadata.level()))),
+            (
+                "time",
+                Value::from(
+                    chrono::Utc::now()
+                        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                        .to_string(),
+                ),
             ),
-        );
+        ];
         let mut logger = "controller".to_string();
         let mut fields = Map::new();
         if let Some(scope) = ctx.event_scope(event) {
@@ -206,11 +205,11 @@ where
                 }
             }
         }
-        line.insert("logger".into(), Value::from(logger));
+        head.push(("logger", Value::from(logger)));
         if self.with_caller
             && let (Some(file), Some(n)) = (metadata.file(), metadata.line())
         {
-            line.insert("caller".into(), Value::from(format!("{file}:{n}")));
+            head.push(("caller", Value::from(format!("{file}:{n}"))));
         }
         let mut visitor = JsonVisitor {
             fields: &mut fields,
@@ -218,13 +217,29 @@ where
         };
         event.record(&mut visitor);
         let message = visitor.message.take().unwrap_or_default();
-        line.insert("message".into(), Value::from(message));
-        for (k, v) in fields {
-            // The fixed keys stay authoritative if a field reuses their name.
-            line.entry(k).or_insert(v);
+        head.push(("message", Value::from(message)));
+        let mut line = String::from("{");
+        let mut first = true;
+        let mut push = |key: &str, value: &Value| {
+            if !first {
+                line.push(',');
+            }
+            first = false;
+            line.push_str(&Value::from(key).to_string());
+            line.push(':');
+            line.push_str(&value.to_string());
+        };
+        for (key, value) in &head {
+            push(key, value);
         }
-        let mut bytes = Value::Object(line).to_string().into_bytes();
-        bytes.push(b'\n');
+        for (key, value) in &fields {
+            // The fixed keys stay authoritative if a field reuses their name.
+            if !head.iter().any(|(k, _)| k == key) {
+                push(key, value);
+            }
+        }
+        line.push_str("}\n");
+        let bytes = line.into_bytes();
         for target in &self.outputs {
             if let Err(e) = target.write_line(&bytes) {
                 let report =
@@ -276,6 +291,13 @@ mod tests {
     use tracing::{info, info_span, warn};
 
     fn capture(level: LogLevel, f: impl FnOnce()) -> Vec<Value> {
+        capture_text(level, f)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    }
+
+    fn capture_text(level: LogLevel, f: impl FnOnce()) -> String {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let layer = JsonLayer::new(
             vec![Target::Buffer(buffer.clone())],
@@ -286,10 +308,23 @@ mod tests {
             .with(filter_for(level))
             .with(layer);
         tracing::subscriber::with_default(subscriber, f);
-        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-            .collect()
+        String::from_utf8(buffer.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn fixed_keys_come_first_in_zap_order() {
+        let text = capture_text(LogLevel::Info, || {
+            let _g = info_span!("provisioner").entered();
+            info!(zeta = 1, alpha = "a", "hello");
+        });
+        let rest = text
+            .strip_prefix("{\"level\":\"INFO\",\"time\":\"")
+            .unwrap();
+        let (_, rest) = rest.split_once('"').unwrap();
+        assert_eq!(
+            rest,
+            ",\"logger\":\"provisioner\",\"message\":\"hello\",\"alpha\":\"a\",\"zeta\":1}\n"
+        );
     }
 
     #[test]

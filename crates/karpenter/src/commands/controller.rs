@@ -17,6 +17,7 @@ use karpenter_controllers::leader::{
     default_identity, resolve_namespace,
 };
 use karpenter_controllers::metrics::{BuildInfo, Metrics};
+use karpenter_controllers::ratelimit::RateLimitLayer;
 use prometheus::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,9 +53,9 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        let client = kube_client(&settings.kube_client).await?;
+        let clients = kube_clients(&settings.kube_client).await?;
         let addrs = Endpoints::all_interfaces(&settings);
-        let controller = Controller::start(settings, client, addrs, shutdown).await?;
+        let controller = Controller::start(settings, clients, addrs, shutdown).await?;
         info!(
             metrics = %controller.metrics_addr,
             health = %controller.health_addr,
@@ -92,12 +93,34 @@ async fn cancel_on_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// Builds the Kubernetes client: the given kubeconfig, else in-cluster, else the default
-/// kubeconfig location (for running outside a cluster without `--kubeconfig`).
-///
-/// `KUBE_CLIENT_QPS`/`KUBE_CLIENT_BURST` are validated but not applied: kube-rs has no
-/// client-side rate limiter, so the API server's priority-and-fairness is the only limit.
-async fn kube_client(config: &KubeClientConfig) -> anyhow::Result<kube::Client> {
+/// The Kubernetes clients.
+#[derive(Clone)]
+pub struct Clients {
+    /// Rate limited by `KUBE_CLIENT_QPS`/`KUBE_CLIENT_BURST`; for everything but the Lease.
+    pub main: kube::Client,
+    /// Unthrottled, as upstream: a burst of controller traffic must never delay lease renewal.
+    pub leader_election: kube::Client,
+}
+
+impl Clients {
+    /// Both clients for one API server configuration.
+    pub fn new(kube_config: kube::Config, qps: u32, burst: u32) -> anyhow::Result<Self> {
+        let main = kube::client::ClientBuilder::try_from(kube_config.clone())
+            .context("building the Kubernetes client")?
+            .with_layer(&RateLimitLayer::new(qps, burst))
+            .build();
+        let leader_election =
+            kube::Client::try_from(kube_config).context("building the leader-election client")?;
+        Ok(Clients {
+            main,
+            leader_election,
+        })
+    }
+}
+
+/// Builds the clients from the given kubeconfig, else in-cluster, else the default kubeconfig
+/// location (for running outside a cluster without `--kubeconfig`).
+async fn kube_clients(config: &KubeClientConfig) -> anyhow::Result<Clients> {
     let kube_config = match &config.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -115,7 +138,7 @@ async fn kube_client(config: &KubeClientConfig) -> anyhow::Result<kube::Client> 
             })?,
         },
     };
-    kube::Client::try_from(kube_config).context("building the Kubernetes client")
+    Clients::new(kube_config, config.qps, config.burst)
 }
 
 /// Where the two servers listen.
@@ -174,7 +197,7 @@ impl Controller {
     /// Starts serving, checking CRDs and campaigning; returns once everything is running.
     pub async fn start(
         settings: Settings,
-        client: kube::Client,
+        clients: Clients,
         endpoints: Endpoints,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
@@ -202,7 +225,7 @@ impl Controller {
         .await?;
 
         let crd_check = tokio::spawn(
-            watch_crds(client.clone(), readiness.clone(), shutdown.clone())
+            watch_crds(clients.main.clone(), readiness.clone(), shutdown.clone())
                 .instrument(info_span!("readiness")),
         );
 
@@ -221,7 +244,7 @@ impl Controller {
                 .leader_election_master_status
                 .with_label_values(&[le.name.as_str()]);
             let elector = LeaderElector::new(
-                client.clone(),
+                clients.leader_election.clone(),
                 ElectionConfig::new(&le.name, &namespace, &identity),
                 Arc::new(SystemClock),
                 Some(status),
@@ -347,6 +370,10 @@ mod tests {
         Settings::from_options(TestCli::try_parse_from(argv).unwrap().args.options).unwrap()
     }
 
+    fn clients(server: &karpenter_sim::apiserver::ApiServerHandle) -> Clients {
+        Clients::new(kube::Config::new(server.url().parse().unwrap()), 200, 300).unwrap()
+    }
+
     fn local() -> Endpoints {
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         Endpoints {
@@ -373,7 +400,7 @@ mod tests {
             kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
         let shutdown = CancellationToken::new();
         let controller =
-            Controller::start(settings(&[]), client.clone(), local(), shutdown.clone())
+            Controller::start(settings(&[]), clients(&server), local(), shutdown.clone())
                 .await
                 .unwrap();
         let (metrics_addr, health_addr) = (controller.metrics_addr, controller.health_addr);
@@ -438,7 +465,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let controller = Controller::start(
             settings(&["--disable-leader-election"]),
-            client.clone(),
+            clients(&server),
             local(),
             shutdown.clone(),
         )
@@ -471,7 +498,7 @@ mod tests {
             kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
         let shutdown = CancellationToken::new();
         let controller =
-            Controller::start(settings(&[]), client.clone(), local(), shutdown.clone())
+            Controller::start(settings(&[]), clients(&server), local(), shutdown.clone())
                 .await
                 .unwrap();
         let leader = controller.is_leader.clone();
