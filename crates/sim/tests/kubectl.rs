@@ -112,6 +112,15 @@ async fn kubectl_drives_karpenter_resources_and_workloads() {
         let path = repo_root().join("crds").join(crd);
         k.ok(&["apply", "-f", &path.display().to_string()]).await;
     }
+    let waited = k
+        .ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/nodepools.karpenter.sh",
+            "--timeout=20s",
+        ])
+        .await;
+    assert!(waited.contains("condition met"), "{waited}");
     let crds = k.ok(&["get", "crds"]).await;
     assert!(
         crds.contains("nodepools.karpenter.sh") && crds.contains("CREATED AT"),
@@ -135,6 +144,12 @@ async fn kubectl_drives_karpenter_resources_and_workloads() {
         "{again}"
     );
 
+    let dry = k.ok(&["apply", "--dry-run=server", "-f", &file]).await;
+    assert!(dry.contains("(server dry run)"), "{dry}");
+    let ssa = k
+        .ok(&["apply", "--server-side", "--force-conflicts", "-f", &file])
+        .await;
+    assert!(ssa.contains("serverside-applied"), "{ssa}");
     let nodepools = k.ok(&["get", "nodepools"]).await;
     let header = nodepools.lines().next().unwrap_or("");
     for col in ["NAME", "NODECLASS", "NODES", "READY", "AGE"] {
