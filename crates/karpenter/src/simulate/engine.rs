@@ -677,7 +677,7 @@ fn limitations(pools: &[NodePoolSummary]) -> Vec<String> {
         "Every catalog offering is assumed available: no insufficient-capacity errors, quotas or subnet IP limits; subnets are assumed in every zone listed above.".to_string(),
         "Spot prices are estimates from the embedded catalog, not live prices; on-demand prices are AWS list prices. Spot launches here take the cheapest spot offering; EC2's price-capacity-optimized strategy may pick a pricier pool.".to_string(),
         "Pods bind as soon as a NodeClaim is created: no launch or registration delay, no simulated time.".to_string(),
-        "From the EC2NodeClass only amiFamily (or the alias family), kubelet maxPods and podsPerCore are used; kubeReserved, systemReserved, evictionHard and block device sizes are not yet.".to_string(),
+        "From the EC2NodeClass, the AMI family (amiFamily or alias), kubelet maxPods, podsPerCore, kubeReserved, systemReserved and evictionHard (memory.available, nodefs.available), the root volume size and instanceStorePolicy shape capacity; evictionSoft, subnets, security groups and AMI selection are not simulated.".to_string(),
         format!(
             "Solve times are wall-clock of the solver alone on this machine ({} build).",
             if cfg!(debug_assertions) { "debug" } else { "release" }
