@@ -411,10 +411,37 @@ impl Offering {
 
     /// Whether this offering satisfies `reqs` on the keys it defines.
     pub fn compatible(&self, reqs: &Requirements) -> bool {
-        let ok = |key: &str, value: &str| reqs.get(key).is_none_or(|r| r.has(value));
-        ok(karpenter_apis::labels::ZONE, &self.zone)
-            && ok(karpenter_apis::labels::CAPACITY_TYPE, &self.capacity_type)
-            && self.labels.iter().all(|(k, v)| ok(k, v))
+        OfferingFilter::new(reqs).allows(self)
+    }
+}
+
+/// Requirements pre-resolved for checking many offerings: the zone and capacity-type entries
+/// are looked up once instead of once per offering.
+pub struct OfferingFilter<'a> {
+    zone: Option<&'a Requirement>,
+    capacity_type: Option<&'a Requirement>,
+    reqs: &'a Requirements,
+}
+
+impl<'a> OfferingFilter<'a> {
+    /// Resolves the offering keys of `reqs`.
+    pub fn new(reqs: &'a Requirements) -> OfferingFilter<'a> {
+        OfferingFilter {
+            zone: reqs.get(karpenter_apis::labels::ZONE),
+            capacity_type: reqs.get(karpenter_apis::labels::CAPACITY_TYPE),
+            reqs,
+        }
+    }
+
+    /// Whether `o` satisfies the requirements on the keys it defines.
+    #[inline]
+    pub fn allows(&self, o: &Offering) -> bool {
+        self.zone.is_none_or(|r| r.has(&o.zone))
+            && self.capacity_type.is_none_or(|r| r.has(&o.capacity_type))
+            && (o.labels.is_empty()
+                || o.labels
+                    .iter()
+                    .all(|(k, v)| self.reqs.get(k).is_none_or(|r| r.has(v))))
     }
 }
 

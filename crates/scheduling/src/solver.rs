@@ -334,12 +334,13 @@ impl<'a> Solver<'a> {
             template.add_all(&Requirements::from_labels(np.labels.iter()));
             template.add(labels::NODEPOOL, Requirement::in_values([np.name.clone()]));
             let mut types = Vec::new();
+            let template_filter = crate::model::OfferingFilter::new(&template);
             for it in &np.instance_types {
                 if it.requirements.intersects(&template).is_ok()
                     && it
                         .offerings
                         .iter()
-                        .any(|o| o.available && o.compatible(&template))
+                        .any(|o| o.available && template_filter.allows(o))
                 {
                     types.push(it);
                 }
@@ -922,11 +923,19 @@ impl<'a> Solver<'a> {
         let req = st.requests.clone();
         // A pod with hostname anti-affinity against pods already on every NodeClaim can skip
         // them all (the common "one per node" workload would otherwise be quadratic).
+        // Likewise when an anti-affinity term already has a selected pod in every domain of a
+        // non-hostname key (e.g. every zone).
         let skip_claims = st.active_groups().any(|g| {
             self.groups.get(g).is_some_and(|g| {
-                g.key.kind == (GroupKind::AntiAffinity { required: true })
-                    && g.key.key == labels::HOSTNAME
-                    && g.claim_domains >= self.claim_order.len()
+                if !matches!(g.key.kind, GroupKind::AntiAffinity { .. }) {
+                    return false;
+                }
+                if g.key.key == labels::HOSTNAME {
+                    return g.claim_domains >= self.claim_order.len();
+                }
+                self.universe
+                    .get(&g.key.key)
+                    .is_some_and(|u| !u.is_empty() && u.iter().all(|d| g.count(d) > 0))
             })
         });
         let mut standalone: Option<f64> = None;
@@ -1934,11 +1943,10 @@ impl Pool<'_> {
             return b.clone();
         }
         let mut b = Bits::zeros(self.types.len());
+        let filter = crate::model::OfferingFilter::new(reqs);
         for (i, t) in self.types.iter().enumerate() {
             let ok = t.requirements.intersects(reqs).is_ok()
-                && t.offerings
-                    .iter()
-                    .any(|o| o.available && o.compatible(reqs));
+                && t.offerings.iter().any(|o| o.available && filter.allows(o));
             if ok {
                 b.set(i);
             }
@@ -1958,6 +1966,7 @@ impl Pool<'_> {
         if let Some(v) = self.offer_cache.borrow().get(reqs) {
             return v.clone();
         }
+        let filter = crate::model::OfferingFilter::new(reqs);
         let per_type: Vec<(f64, u64)> = self
             .types
             .iter()
@@ -1967,7 +1976,7 @@ impl Pool<'_> {
                 let mut bits = 0u64;
                 let cts = self.offer_ct.get(ti);
                 for (oi, o) in it.offerings.iter().enumerate() {
-                    if !(o.available && o.compatible(reqs)) {
+                    if !(o.available && filter.allows(o)) {
                         continue;
                     }
                     price = price.min(o.price);
