@@ -243,6 +243,19 @@ fn money(usd: f64) -> String {
     }
 }
 
+/// `1345` as `1,345`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -291,7 +304,7 @@ impl Report {
             out,
             "  catalog:    {}, {} instance types, zones {}; {}",
             c.region,
-            c.instance_types,
+            thousands(c.instance_types),
             c.zones.join(" "),
             c.pricing
         );
@@ -308,8 +321,8 @@ impl Report {
                 np.name,
                 np.nodeclass,
                 np.ami_family,
-                np.compatible_instance_types,
-                c.instance_types,
+                thousands(np.compatible_instance_types),
+                thousands(c.instance_types),
                 limits,
                 np.weight
             );
@@ -502,6 +515,10 @@ mod tests {
         assert_eq!(gib(7 << 30), "7.0Gi");
         assert_eq!(money(0.0612), "$0.0612");
         assert_eq!(money(131.4), "$131.40");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1345), "1,345");
+        assert_eq!(thousands(1234567), "1,234,567");
     }
 
     #[test]
