@@ -938,6 +938,24 @@ impl<'a> Solver<'a> {
                     .is_some_and(|u| !u.is_empty() && u.iter().all(|d| g.count(d) > 0))
             })
         });
+        // Own hostname-keyed groups: checked per claim with one lookup before the full attempt.
+        // Own groups on other keys are checked the same way against claims already pinned to a
+        // domain (the spread minimum does not depend on the claim).
+        let hostname_groups: Vec<(usize, bool)> = st
+            .active_groups()
+            .filter_map(|g| {
+                let group = self.groups.get(g)?;
+                (group.key.key == labels::HOSTNAME).then(|| (g, group.key.selects(st.pod)))
+            })
+            .collect();
+        let pinned_groups: Vec<(usize, bool, i64)> = st
+            .active_groups()
+            .filter_map(|g| {
+                let group = self.groups.get(g)?;
+                (group.key.key != labels::HOSTNAME)
+                    .then(|| (g, group.key.selects(st.pod), self.spread_min(group)))
+            })
+            .collect();
         let mut standalone: Option<f64> = None;
         let mut too_dear = 0usize;
         let mut cursor = if skip_claims {
@@ -951,6 +969,19 @@ impl<'a> Solver<'a> {
                 c.max_room
                     .as_ref()
                     .is_none_or(|m| m.fits(&c.requests.plus(&req)))
+                    && hostname_groups.iter().all(|(g, self_sel)| {
+                        self.groups
+                            .get(*g)
+                            .is_none_or(|group| group.allows_min(&c.hostname, *self_sel, 0))
+                    })
+                    && pinned_groups.iter().all(|(g, self_sel, min)| {
+                        self.groups.get(*g).is_none_or(|group| {
+                            c.requirements
+                                .get(&group.key.key)
+                                .and_then(|r| r.single_value())
+                                .is_none_or(|d| group.allows_min(d, *self_sel, *min))
+                        })
+                    })
             });
             if quick_ok && let Ok(plan) = self.try_claim(p, ci) {
                 if self.worth_joining(p, ci, &plan, &mut standalone) {
