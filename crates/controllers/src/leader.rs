@@ -148,7 +148,8 @@ pub fn default_identity() -> String {
     format!("{host}_{}", uuid::Uuid::new_v4())
 }
 
-/// The Lease namespace: the option if set, else the pod's namespace (`POD_NAMESPACE`, then the
+/// The Lease namespace: the option if set, else the pod's namespace (from the environment, e.g.
+/// the chart's `SYSTEM_NAMESPACE`, then the
 /// service-account namespace file), else `kube-system`. Inputs are passed in so callers decide
 /// where they come from (tests pass literals).
 pub fn resolve_namespace(
@@ -397,8 +398,11 @@ impl LeaderElector {
                     Ok(false) => {
                         debug!(lease = %self.config.lease_name, "lease held by another candidate")
                     }
+                    Err(e @ LeaderError::Conflict { .. }) => {
+                        debug!(error = %e, category = e.category(), "lost a race for the lease")
+                    }
                     Err(e) => {
-                        debug!(error = %e, category = e.category(), "could not acquire lease")
+                        warn!(error = %e, category = e.category(), "could not acquire lease")
                     }
                 }
                 let pause = self.jittered_retry();

@@ -231,7 +231,12 @@ impl Controller {
 
         let le = &settings.leader_election;
         let (is_leader, election, leader_tx) = if le.enabled {
-            let pod_namespace = std::env::var("POD_NAMESPACE").ok();
+            // The chart sets SYSTEM_NAMESPACE from the pod's namespace (upstream reads it too);
+            // POD_NAMESPACE is the common downward-API name elsewhere.
+            let pod_namespace = std::env::var("SYSTEM_NAMESPACE")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .or_else(|| std::env::var("POD_NAMESPACE").ok());
             let sa_namespace = std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE_FILE).ok();
             let namespace = resolve_namespace(
                 le.namespace.as_deref(),
