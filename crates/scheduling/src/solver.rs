@@ -15,7 +15,16 @@
 //!   the reservation shrinks as the candidate set shrinks (upstream keeps the first, larger,
 //!   reservation for the whole solve and so refuses pods it could have placed).
 //! - Instance types with per-offering capacity overrides are judged by their smallest
-//!   allocatable among the allowed offerings, so every offering the NodeClaim allows fits.
+//!   allocatable among the allowed offerings, so every offering the NodeClaim allows fits
+//!   (upstream accepts a type if *some* offering fits and may then launch one that does not).
+//! - Cost-aware packing guard: a pod does not join an in-flight NodeClaim when that would make
+//!   the claim's cheapest type cost more than twice "claim as is + the pod on its own node";
+//!   upstream keeps packing while any type fits, which on the real catalog ends on 6–24 TB
+//!   memory giants. After 16 such refusals a fresh NodeClaim is opened (bounded scan).
+//! - Open-ended custom requirements (`Exists`, `NotIn`, bounds) get a concrete, deterministic
+//!   label value on the NodeClaim (upstream generates a random one).
+//! - NodeClaim output keeps the instance-type list in `instance_types` (shared `Arc<str>`
+//!   names) instead of duplicating it inside `requirements`; `requirement_specs()` merges it.
 
 // Rejections carry data for explanations; they are built only on the cold failure path.
 #![allow(clippy::result_large_err)]

@@ -277,6 +277,27 @@ pub fn run(n: usize, json: bool) {
             mem as f64 / GI as f64,
         )
         .max(gpu_bound);
+        // Utilisation of the cheapest listed type of each NodeClaim (what would be launched).
+        let (mut used_cpu, mut cap_cpu, mut used_mem, mut cap_mem) = (0i64, 0i64, 0i64, 0i64);
+        for c in &results.new_nodeclaims {
+            if let Some(t) = c.instance_types.first().and_then(|n| {
+                input.nodepools[0]
+                    .instance_types
+                    .iter()
+                    .find(|t| *t.name == **n)
+            }) {
+                let a = t.allocatable();
+                used_cpu += c.requests.cpu;
+                cap_cpu += a.cpu;
+                used_mem += c.requests.memory;
+                cap_mem += a.memory;
+            }
+        }
+        let util = format!(
+            "cpu {:.0}% mem {:.0}%",
+            100.0 * used_cpu as f64 / cap_cpu.max(1) as f64,
+            100.0 * used_mem as f64 / cap_mem.max(1) as f64
+        );
         let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
         for c in &results.new_nodeclaims {
             if let Some(t) = c.instance_types.first() {
@@ -303,7 +324,7 @@ pub fn run(n: usize, json: bool) {
             );
         } else {
             println!(
-                "{case:<28} types={} pods={} wall={:.1}ms nodeclaims={} unschedulable={} $/h={cost:.4} bound={bound:.4} (cpu {cpu_bound:.4} via {}, mem {mem_bound:.4} via {}, gpu {gpu_bound:.4}) ratio={:.4} lp_bound={lp:.4} lp_ratio={:.4} top={top:?}",
+                "{case:<28} types={} pods={} wall={:.1}ms nodeclaims={} unschedulable={} $/h={cost:.4} bound={bound:.4} (cpu {cpu_bound:.4} via {}, mem {mem_bound:.4} via {}, gpu {gpu_bound:.4}) ratio={:.4} lp_bound={lp:.4} lp_ratio={:.4} utilisation=({util}) top={top:?}",
                 catalog.instance_types.len(),
                 input.pods.len(),
                 seconds * 1e3,
