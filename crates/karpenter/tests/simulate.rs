@@ -356,6 +356,11 @@ fn limited_to_four_cpus(r: &Value) {
             .all(|g| g["reason"].as_str().unwrap().contains("exceed limits")),
         "{groups:?}"
     );
+    for g in groups {
+        assert_eq!(g["kind"], "unschedulable");
+        assert_eq!(g["nodepools"][0]["nodepool"], "default");
+        assert_eq!(g["nodepools"][0]["kind"], "limits_exceeded");
+    }
     let count: u64 = groups.iter().map(|g| n(&g["count"])).sum();
     assert_eq!(count, n(&first["pods"]["unschedulable"]));
 }

@@ -18,15 +18,15 @@ use karpenter_catalog::PriceSource;
 use karpenter_scheduling::model::{NodeClassRef, first_untolerated};
 use karpenter_scheduling::quantity::parse_resource;
 use karpenter_scheduling::{
-    InstanceType, NodePoolView, NodeView, Offering, Operator, PodView, RequirementSpec,
-    Requirements, Resources, SchedulingInput, SolveOptions, Taint, convert, solve,
+    InstanceType, NodePoolView, NodeView, Offering, Operator, PodError, PodView, Rejection,
+    RequirementSpec, Requirements, Resources, SchedulingInput, SolveOptions, Taint, convert, solve,
 };
 
 use super::instance_types::ClassCatalog;
 use super::report::{
     CapacityTypeTotals, CatalogSummary, ClusterTotals, DaemonSetSummary, HOURS_PER_MONTH,
-    NodeClaimReport, NodePoolSummary, PodCounts, Report, ResourceSummary, ScenarioSummary,
-    StepReport, UnschedulableGroup,
+    NodeClaimReport, NodePoolRefusal, NodePoolSummary, PodCounts, Report, ResourceSummary,
+    ScenarioSummary, StepReport, UnschedulableGroup,
 };
 use super::scenario::Scenario;
 
@@ -240,6 +240,51 @@ fn launch<'a, S: AsRef<str>>(
                 .then_with(|| a.0.name.cmp(&b.0.name))
                 .then_with(|| a.1.zone.cmp(&b.1.zone))
         })
+}
+
+/// The stable kind of a NodePool's refusal.
+fn rejection_kind(r: &Rejection) -> &'static str {
+    match r {
+        Rejection::NoCompatibleInstanceTypes => "no_compatible_instance_types",
+        Rejection::TaintNotTolerated(_) => "taint_not_tolerated",
+        Rejection::IncompatibleRequirements(_) => "incompatible_requirements",
+        Rejection::VolumeTopology(_) => "volume_topology",
+        Rejection::NodeLimitExhausted => "node_limit_exhausted",
+        Rejection::LimitsExceeded { .. } => "limits_exceeded",
+        Rejection::NoInstanceTypeFits { .. } => "no_instance_type_fits",
+        Rejection::Topology(_) => "topology",
+        Rejection::HostPortConflict { .. } => "host_port_conflict",
+        Rejection::InsufficientResources { .. } => "insufficient_resources",
+        Rejection::VolumeLimit { .. } => "volume_limit",
+        Rejection::MinValues { .. } => "min_values",
+    }
+}
+
+/// An empty group for pods the solver refused with `err`.
+fn unschedulable_group(reason: String, err: &PodError) -> UnschedulableGroup {
+    let (kind, nodepools) = match err {
+        PodError::Ignored(_) => ("ignored", Vec::new()),
+        PodError::NoNodePools => ("no_nodepools", Vec::new()),
+        PodError::MinValuesAfterTruncation { .. } => ("min_values_after_truncation", Vec::new()),
+        PodError::Unschedulable { nodepools, .. } => (
+            "unschedulable",
+            nodepools
+                .iter()
+                .map(|r| NodePoolRefusal {
+                    nodepool: r.nodepool.clone(),
+                    kind: rejection_kind(&r.reason).to_string(),
+                    message: r.reason.to_string(),
+                })
+                .collect(),
+        ),
+    };
+    UnschedulableGroup {
+        reason,
+        kind: kind.to_string(),
+        nodepools,
+        count: 0,
+        pods: Vec::new(),
+    }
 }
 
 /// Runs every step of `scenario` and reports.
@@ -544,29 +589,31 @@ pub fn run(scenario: &Scenario) -> anyhow::Result<Report> {
         }
 
         // Grouped by reason; pods in creation order within a group.
-        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, UnschedulableGroup> = BTreeMap::new();
         for p in deployments.iter().flat_map(|d| &d.pods) {
             if let Some(err) = results.unschedulable.get(&p.view.uid) {
-                groups
-                    .entry(err.to_string())
-                    .or_default()
-                    .push(p.view.name.clone());
+                let reason = err.to_string();
+                let group = groups
+                    .entry(reason.clone())
+                    .or_insert_with(|| unschedulable_group(reason, err));
+                group.count += 1;
+                group.pods.push(p.view.name.clone());
             }
         }
         if !launch_failures.is_empty() {
-            groups
-                .entry("no available offering for the NodeClaim's instance types".to_string())
-                .or_default()
-                .extend(launch_failures);
+            let reason = "no available offering for the NodeClaim's instance types".to_string();
+            groups.insert(
+                reason.clone(),
+                UnschedulableGroup {
+                    reason,
+                    kind: "no_available_offering".to_string(),
+                    nodepools: Vec::new(),
+                    count: launch_failures.len(),
+                    pods: launch_failures,
+                },
+            );
         }
-        let unschedulable: Vec<UnschedulableGroup> = groups
-            .into_iter()
-            .map(|(reason, pods)| UnschedulableGroup {
-                reason,
-                count: pods.len(),
-                pods,
-            })
-            .collect();
+        let unschedulable: Vec<UnschedulableGroup> = groups.into_values().collect();
         let unschedulable_count = unschedulable.iter().map(|g| g.count).sum();
 
         // The cluster after the step.

@@ -179,10 +179,27 @@ pub struct NodeClaimReport {
 pub struct UnschedulableGroup {
     /// The solver's reason, as Karpenter would log it.
     pub reason: String,
+    /// Machine-readable kind: `ignored`, `unschedulable`, `min_values_after_truncation`,
+    /// `no_nodepools` or `no_available_offering`.
+    pub kind: String,
+    /// For `unschedulable`: each NodePool tried and the kind of its refusal (e.g.
+    /// `limits_exceeded`, `incompatible_requirements`, `no_instance_type_fits`).
+    pub nodepools: Vec<NodePoolRefusal>,
     /// How many pods.
     pub count: usize,
     /// Their names.
     pub pods: Vec<String>,
+}
+
+/// One NodePool's refusal of a group of pods.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodePoolRefusal {
+    /// The NodePool.
+    pub nodepool: String,
+    /// Kind of refusal.
+    pub kind: String,
+    /// The refusal as text.
+    pub message: String,
 }
 
 /// The cluster after a step.
