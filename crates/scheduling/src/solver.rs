@@ -82,7 +82,9 @@ pub struct SolveOptions {
     /// Instance types written into a NodeClaim (upstream: 600).
     pub max_instance_types: usize,
     /// When a reserved offering is compatible, only reserved capacity may be used
-    /// (`DisableReservedCapacityFallback`).
+    /// (`DisableReservedCapacityFallback`): a NodeClaim whose compatible reservations are used up
+    /// is dropped and its pods report [`PodError::ReservedCapacityExhausted`]. Reservations are
+    /// assigned to NodeClaims in creation order when the solve finishes.
     pub reserved_capacity_strict: bool,
 }
 
@@ -1823,6 +1825,29 @@ impl<'a> Solver<'a> {
                     })
                 });
             } else {
+                let reserved_compatible = pool.has_reserved
+                    && cands.iter().any(|(_, _, t)| {
+                        pool.types.get(*t).is_some_and(|it| {
+                            it.offerings.iter().any(|o| {
+                                o.capacity_type == labels::CAPACITY_TYPE_RESERVED
+                                    && o.compatible(&reqs)
+                            })
+                        })
+                    });
+                if reserved_compatible && self.opts.reserved_capacity_strict {
+                    for p in &claim.pods {
+                        if let Some(st) = self.pods.get(*p) {
+                            self.results.unschedulable.insert(
+                                st.pod.uid.clone(),
+                                PodError::ReservedCapacityExhausted {
+                                    nodepool: pool.np.name.clone(),
+                                },
+                            );
+                            self.results.relaxed.remove(&st.pod.uid);
+                        }
+                    }
+                    continue;
+                }
                 let non_reserved = Requirement::not_in([labels::CAPACITY_TYPE_RESERVED]);
                 if pool.has_reserved
                     && cands.iter().any(|(_, _, t)| {

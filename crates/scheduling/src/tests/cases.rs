@@ -2068,6 +2068,29 @@ fn reserved_and_misc() {
         }),
     );
     check(
+        "strict reserved capacity refuses fallback",
+        reserved()
+            .pods(pods(
+                2,
+                "p",
+                pod()
+                    .label("app", "x")
+                    .anti_affinity(HOSTNAME, &[("app", "x")]),
+            ))
+            .options(SolveOptions {
+                reserved_capacity_strict: true,
+                ..Default::default()
+            }),
+        expect()
+            .claims(1)
+            .that("second pod reports exhausted reservation", |o| {
+                o.results
+                    .unschedulable
+                    .values()
+                    .any(|e| matches!(e, PodError::ReservedCapacityExhausted { .. }))
+            }),
+    );
+    check(
         "reservation id label pinned",
         reserved().pod(pod().name("p")),
         expect().that("reservation id requirement", |o| {
