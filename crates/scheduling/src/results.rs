@@ -127,12 +127,6 @@ pub enum PodError {
     },
     /// No NodePool has any usable instance type.
     NoNodePools,
-    /// Strict reserved capacity: the NodeClaim could only use reserved offerings, and every
-    /// compatible reservation is used up.
-    ReservedCapacityExhausted {
-        /// The NodePool.
-        nodepool: String,
-    },
 }
 
 /// Why a pod is not scheduled at all.
@@ -365,10 +359,6 @@ impl fmt::Display for PodError {
         match self {
             PodError::Ignored(r) => write!(f, "ignoring pod, {r}"),
             PodError::NoNodePools => f.write_str("no nodepools found"),
-            PodError::ReservedCapacityExhausted { nodepool } => write!(
-                f,
-                "nodepool {nodepool:?}: all compatible capacity reservations are used up and fallback is disabled"
-            ),
             PodError::MinValuesAfterTruncation { nodepool, key } => write!(
                 f,
                 "nodepool {nodepool:?} couldn't meet minValues requirements for {key} after truncating instance types"

@@ -83,7 +83,8 @@ pub struct SolveOptions {
     pub max_instance_types: usize,
     /// When a reserved offering is compatible, only reserved capacity may be used
     /// (`DisableReservedCapacityFallback`): a NodeClaim whose compatible reservations are used up
-    /// is dropped and its pods report [`PodError::ReservedCapacityExhausted`]. Reservations are
+    /// is dropped and its pods report "no instance type fits" under `capacity-type In [reserved]`
+    /// with a no-offering miss. Reservations are
     /// assigned to NodeClaims in creation order when the solve finishes.
     pub reserved_capacity_strict: bool,
 }
@@ -1835,12 +1836,31 @@ impl<'a> Solver<'a> {
                         })
                     });
                 if reserved_compatible && self.opts.reserved_capacity_strict {
+                    // Reported as "no instance type fits" with the reserved-only requirement
+                    // and a no-offering miss: the reservations it could use are all taken.
+                    let mut reserved_only = reqs.clone();
+                    reserved_only.add(
+                        labels::CAPACITY_TYPE,
+                        Requirement::in_values([labels::CAPACITY_TYPE_RESERVED]),
+                    );
+                    let closest = cands.first().map(|(_, name, _)| ClosestMiss {
+                        instance_type: name.to_string(),
+                        problem: MissKind::NoOffering,
+                    });
                     for p in &claim.pods {
                         if let Some(st) = self.pods.get(*p) {
                             self.results.unschedulable.insert(
                                 st.pod.uid.clone(),
-                                PodError::ReservedCapacityExhausted {
-                                    nodepool: pool.np.name.clone(),
+                                PodError::Unschedulable {
+                                    existing_nodes: self.nodes.len(),
+                                    nodepools: vec![NodePoolRejection {
+                                        nodepool: pool.np.name.clone(),
+                                        reason: Rejection::NoInstanceTypeFits {
+                                            requests: claim.requests.clone(),
+                                            requirements: reserved_only.to_string(),
+                                            closest: closest.clone(),
+                                        },
+                                    }],
                                 },
                             );
                             self.results.relaxed.remove(&st.pod.uid);

@@ -2084,10 +2084,10 @@ fn reserved_and_misc() {
         expect()
             .claims(1)
             .that("second pod reports exhausted reservation", |o| {
-                o.results
-                    .unschedulable
-                    .values()
-                    .any(|e| matches!(e, PodError::ReservedCapacityExhausted { .. }))
+                o.results.unschedulable.values().any(|e| {
+                    e.to_string()
+                        .contains("karpenter.sh/capacity-type In [reserved]")
+                })
             }),
     );
     check(
