@@ -30,6 +30,8 @@ enum Command {
     Controller(Box<commands::controller::ControllerArgs>),
     /// Write the CustomResourceDefinitions (NodePool, NodeClaim, EC2NodeClass) as YAML.
     Crds(commands::crds::CrdsArgs),
+    /// Run an embedded simulated cluster (API server, scheduler, kubelets, workload controllers).
+    Cluster(commands::cluster::ClusterArgs),
     /// Show what NodePools would provision for a workload scenario, step by step, with costs.
     Simulate(commands::simulate::SimulateArgs),
 }
@@ -42,6 +44,7 @@ fn main() -> anyhow::Result<()> {
     match command {
         Command::Controller(args) => commands::controller::run(*args),
         Command::Crds(args) => commands::crds::run(&args),
+        Command::Cluster(args) => commands::cluster::run(&args),
         Command::Simulate(args) => commands::simulate::run_command(&args),
     }
 }
