@@ -55,6 +55,11 @@ impl ObjectFilter {
         })
     }
 
+    /// Whether only the namespace restricts the selection.
+    pub fn selects_all_in_namespace(&self) -> bool {
+        self.labels.is_everything() && self.fields.is_everything()
+    }
+
     /// Whether an object (in storage form) is selected.
     pub fn matches(&self, obj: &Value) -> bool {
         if let Some(ns) = &self.namespace

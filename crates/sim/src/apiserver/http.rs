@@ -439,23 +439,36 @@ fn list(server: &Arc<Server>, ctx: &Ctx, t: &Target) -> Result<Response, ApiErro
             _ => {}
         }
     }
-    let page = store.list(&t.res.storage, t.namespace.as_deref(), after.as_ref())?;
-    let rv = list_rv.unwrap_or(page.rv);
-    let mut items: Vec<Arc<Value>> = Vec::new();
+    let (items, rv, remaining) = match limit {
+        Some(limit) if filter.selects_all_in_namespace() => {
+            let page = store.list_limited(
+                &t.res.storage,
+                t.namespace.as_deref(),
+                after.as_ref(),
+                limit,
+            )?;
+            (page.items, list_rv.unwrap_or(page.rv), page.remaining)
+        }
+        _ => {
+            let page = store.list(&t.res.storage, t.namespace.as_deref(), after.as_ref())?;
+            let mut items: Vec<Arc<Value>> = Vec::new();
+            let mut remaining = 0usize;
+            for obj in page.items {
+                if !filter.matches(&obj) {
+                    continue;
+                }
+                if let Some(limit) = limit
+                    && items.len() >= limit
+                {
+                    remaining += 1;
+                    continue;
+                }
+                items.push(obj);
+            }
+            (items, list_rv.unwrap_or(page.rv), remaining)
+        }
+    };
     let mut next: Option<Key> = None;
-    let mut remaining = 0usize;
-    for obj in page.items {
-        if !filter.matches(&obj) {
-            continue;
-        }
-        if let Some(limit) = limit
-            && items.len() >= limit
-        {
-            remaining += 1;
-            continue;
-        }
-        items.push(obj);
-    }
     if remaining > 0
         && let Some(last) = items.last()
     {

@@ -210,6 +210,8 @@ pub struct ListPage {
     pub items: Vec<Arc<Value>>,
     /// The store revision at the time of the read.
     pub rv: u64,
+    /// Objects after this page (only counted by [`Store::list_limited`]).
+    pub remaining: usize,
 }
 
 struct Table {
@@ -415,6 +417,43 @@ impl Store {
         Ok(ListPage {
             items,
             rv: inner.rv,
+            remaining: 0,
+        })
+    }
+
+    /// Like [`Store::list`] without selectors: at most `limit` objects, plus how many follow.
+    /// Only `limit` values are cloned under the lock, so paging through a large table stays
+    /// linear.
+    pub fn list_limited(
+        &self,
+        storage: &str,
+        ns: Option<&str>,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<ListPage, ApiError> {
+        let inner = self.lock();
+        let t = inner
+            .tables
+            .get(storage)
+            .ok_or_else(|| missing_table(storage))?;
+        let start = match (ns, after) {
+            (Some(ns), Some(k)) if k.0.as_str() == ns => {
+                std::ops::Bound::Excluded((ns.to_string(), k.1.clone()))
+            }
+            (Some(ns), _) => std::ops::Bound::Included((ns.to_string(), String::new())),
+            (None, Some(k)) => std::ops::Bound::Excluded(k.clone()),
+            (None, None) => std::ops::Bound::Unbounded,
+        };
+        let mut range = t
+            .objects
+            .range((start, std::ops::Bound::Unbounded))
+            .take_while(|(k, _)| ns.is_none_or(|ns| k.0 == ns));
+        let items: Vec<Arc<Value>> = range.by_ref().take(limit).map(|(_, v)| v.clone()).collect();
+        let remaining = range.count();
+        Ok(ListPage {
+            items,
+            rv: inner.rv,
+            remaining,
         })
     }
 
