@@ -52,6 +52,80 @@ use crate::topology::{Group, GroupKey, GroupKind, NamespaceSet, NodeFilter};
 /// times per pod before a fresh NodeClaim is opened.
 const MAX_COSTLY_CLAIMS_TRIED: usize = 16;
 
+/// A type counts as cost-efficient when its price is at most this much above the value of its
+/// room at the batch's shadow prices (1.05 = 5 % dearer than the fractional optimum's rate).
+const EFFICIENT_SLACK: f64 = 1.05;
+
+/// The types worth packing new NodeClaims against: those priced within `EFFICIENT_SLACK` of
+/// the value of their allocatable CPU and memory at the shadow prices of the fractional
+/// covering problem "cover the batch's total CPU and memory with any mix of types at least
+/// cost" (the LP dual: per-resource prices `y` maximising `y·demand` with `y·room ≤ price` for
+/// every type). Only types on (or near) the LP's optimal face can be part of a cheap packing;
+/// upstream's "any type that fits" drifts to whatever family the first pods happen to suit.
+/// `None` when there is nothing to steer by (no demand, no priced types, or every type is
+/// efficient).
+fn efficient_types(room: &[Resources], prices: &[f64], pods: &[PodView]) -> Option<Bits> {
+    const GIB: f64 = (1u64 << 30) as f64;
+    let (mut demand_cpu, mut demand_mem) = (0f64, 0f64);
+    for p in pods {
+        demand_cpu += p.requests.cpu.max(0) as f64 / 1000.0;
+        demand_mem += p.requests.memory.max(0) as f64 / GIB;
+    }
+    if demand_cpu <= 0.0 && demand_mem <= 0.0 {
+        return None;
+    }
+    // (index, cores, GiB, $/h) of every priced type with room for both.
+    let points: Vec<(usize, f64, f64, f64)> = room
+        .iter()
+        .zip(prices)
+        .enumerate()
+        .filter_map(|(i, (r, &price))| {
+            let (c, m) = (r.cpu as f64 / 1000.0, r.memory as f64 / GIB);
+            (c > 0.0 && m > 0.0 && price.is_finite() && price > 0.0).then_some((i, c, m, price))
+        })
+        .collect();
+    if points.is_empty() {
+        return None;
+    }
+    // For a memory price λ the best CPU price is min (p − λm)/c; the dual objective is concave
+    // in λ, so a ternary search finds its maximum.
+    let cpu_price = |lambda: f64| {
+        points
+            .iter()
+            .map(|&(_, c, m, price)| (price - lambda * m) / c)
+            .fold(f64::INFINITY, f64::min)
+    };
+    let dual = |lambda: f64| demand_cpu * cpu_price(lambda) + demand_mem * lambda;
+    let (mut lo, mut hi) = (
+        0f64,
+        points
+            .iter()
+            .map(|&(_, _, m, price)| price / m)
+            .fold(f64::INFINITY, f64::min),
+    );
+    for _ in 0..100 {
+        let a = lo + (hi - lo) / 3.0;
+        let b = hi - (hi - lo) / 3.0;
+        if dual(a) < dual(b) {
+            lo = a;
+        } else {
+            hi = b;
+        }
+    }
+    let y_mem = (lo + hi) / 2.0;
+    let y_cpu = cpu_price(y_mem).max(0.0);
+    let mut out = Bits::zeros(room.len());
+    let mut count = 0usize;
+    for &(i, c, m, price) in &points {
+        let value = y_cpu * c + y_mem * m;
+        if value > 0.0 && price <= EFFICIENT_SLACK * value {
+            out.set(i);
+            count += 1;
+        }
+    }
+    (count > 0 && count < room.len()).then_some(out)
+}
+
 /// Whether soft preferences are honoured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PreferencePolicy {
@@ -141,6 +215,15 @@ impl Bits {
     fn is_empty(&self) -> bool {
         self.0.iter().all(|w| *w == 0)
     }
+    fn and(&self, other: &Bits) -> Bits {
+        Bits(
+            self.0
+                .iter()
+                .zip(other.0.iter().chain(std::iter::repeat(&0)))
+                .map(|(a, b)| a & b)
+                .collect(),
+        )
+    }
     fn ones(&self) -> impl Iterator<Item = usize> + '_ {
         self.0.iter().enumerate().flat_map(|(wi, &w)| {
             let mut w = w;
@@ -185,6 +268,9 @@ struct Pool<'a> {
     /// type indices with an allowed offering sorted by (price, name).
     offer_cache: RefCell<HashMap<Requirements, Rc<OfferSummary>>>,
     names: Vec<Arc<str>>,
+    /// Types whose price is within `EFFICIENT_SLACK` of the value of their room at the batch's
+    /// shadow prices: new NodeClaims pack against these first (`None` = no restriction).
+    efficient: Option<Bits>,
 }
 
 struct OfferSummary {
@@ -204,6 +290,10 @@ struct Claim {
     min_values_relaxed: bool,
     /// Cheapest price over the candidate types' allowed offerings.
     price: f64,
+    /// When packing was steered to the pool's cost-efficient types: the unrestricted
+    /// candidates, re-filtered against the final requests when the solve finishes so the
+    /// NodeClaim still lists every type that fits (the cheapest of those is launched).
+    wide: Option<Bits>,
     /// Per-resource max of room over candidate types: a quick upper bound for rejects
     /// (`None` when offering overrides make the base allocatable no bound).
     max_room: Option<Resources>,
@@ -466,6 +556,21 @@ impl<'a> Solver<'a> {
                     .any(|o| o.capacity_type == labels::CAPACITY_TYPE_RESERVED)
             });
             let names: Vec<Arc<str>> = types.iter().map(|t| Arc::from(t.name.as_str())).collect();
+            let efficient = if remaining.is_none() && !has_reserved && !has_min_values {
+                let prices: Vec<f64> = types
+                    .iter()
+                    .map(|t| {
+                        t.offerings
+                            .iter()
+                            .filter(|o| o.available && template_filter.allows(o))
+                            .map(|o| o.price)
+                            .fold(f64::INFINITY, f64::min)
+                    })
+                    .collect();
+                efficient_types(&room, &prices, &self.input.pods)
+            } else {
+                None
+            };
             self.pools.push(Pool {
                 np,
                 template,
@@ -484,6 +589,7 @@ impl<'a> Solver<'a> {
                 has_reserved,
                 offer_cache: RefCell::new(HashMap::new()),
                 names,
+                efficient,
             });
         }
     }
@@ -1335,13 +1441,38 @@ impl<'a> Solver<'a> {
             }
             base = b;
         }
+        // Steer the new NodeClaim to the cost-efficient types first; the unrestricted set is the
+        // fallback (and the source of the explanation when nothing fits).
+        let steered = pool
+            .efficient
+            .as_ref()
+            .map(|eff| base.and(eff))
+            .filter(|b| !b.is_empty() && *b != base);
+        let template = pool.template.clone();
+        if let Some(narrow) = steered
+            && self
+                .open_claim(p, pi, template.clone(), narrow, Some(base.clone()))
+                .is_ok()
+        {
+            return Ok(());
+        }
+        self.open_claim(p, pi, template, base, None)
+    }
+
+    fn open_claim(
+        &mut self,
+        p: usize,
+        pi: usize,
+        requirements: Requirements,
+        types: Bits,
+        wide: Option<Bits>,
+    ) -> Result<(), Rejection> {
         let hostname = format!("hostname-placeholder-{:04}", self.claims.len());
-        let requirements = pool.template.clone();
         let claim = Claim {
             pool: pi,
             hostname,
             requirements,
-            types: base,
+            types,
             requests: Resources::new(),
             pods: Vec::new(),
             host_ports: Vec::new(),
@@ -1349,6 +1480,7 @@ impl<'a> Solver<'a> {
             min_values_relaxed: false,
             max_room: None,
             price: 0.0,
+            wide,
         };
         self.claims.push(claim);
         let ci = self.claims.len() - 1;
@@ -1753,9 +1885,20 @@ impl<'a> Solver<'a> {
             }
         }
         let claims = std::mem::take(&mut self.claims);
-        for claim in claims {
+        for mut claim in claims {
             if claim.pods.is_empty() {
                 continue;
+            }
+            if let Some(wide) = claim.wide.take()
+                && let Ok((widened, false)) = self.filter_types(
+                    claim.pool,
+                    &wide,
+                    Some(&claim.requirements),
+                    &claim.requests,
+                    &claim.host_ports,
+                )
+            {
+                claim.types = widened;
             }
             let Some(pool) = self.pools.get(claim.pool) else {
                 continue;
