@@ -1,0 +1,142 @@
+//! Drives a per-object reconciler with kube-runtime's `Controller`: times and counts every
+//! reconcile under `controller_runtime_*{controller}`, logs failures with their category and
+//! retries them with capped exponential backoff per object (reset on success).
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::serde::de::DeserializeOwned;
+use kube::runtime::controller::{Action, Controller};
+use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
+use tracing::{Instrument, warn};
+
+use crate::context::Context;
+use crate::metrics::ReconcileResult;
+
+/// First retry delay after a failure.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Longest retry delay (failures beyond this keep retrying at this pace).
+pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// Per-object failure counts for capped exponential backoff.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// The delay before retrying `key` after one more failure.
+    pub fn next(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key.to_string()).or_insert(0);
+        let delay = BACKOFF_BASE
+            .saturating_mul(2u32.saturating_pow((*n).min(20)))
+            .min(BACKOFF_CAP);
+        *n = n.saturating_add(1);
+        delay
+    }
+
+    /// Forgets `key`'s failures.
+    pub fn reset(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+/// Errors a reconciler may return: they name their category for logs and metrics.
+pub trait Categorized: std::error::Error + Send + Sync + 'static {
+    /// A stable, low-cardinality name.
+    fn category(&self) -> &'static str;
+}
+
+impl Categorized for super::Error {
+    fn category(&self) -> &'static str {
+        super::Error::category(self)
+    }
+}
+
+/// Runs `controller` with `reconcile` until `shutdown` turns true.
+pub async fn run_controller<K, F, Fut, E>(
+    name: &'static str,
+    controller: Controller<K>,
+    reconcile: F,
+    ctx: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default + Debug + Unpin,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, E>> + Send + 'static,
+    E: Categorized,
+{
+    let backoff = Arc::new(Backoff::default());
+    let on_error = backoff.clone();
+    let stop = async move {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    controller
+        .graceful_shutdown_on(stop)
+        .run(
+            move |obj: Arc<K>, ctx: Arc<Context>| {
+                let reconcile = reconcile.clone();
+                let backoff = backoff.clone();
+                let key = obj.name_any();
+                async move {
+                    let timer = ctx.metrics.controller_runtime.start_reconcile(name);
+                    let result = reconcile(obj, ctx.clone()).await;
+                    match &result {
+                        Ok(_) => {
+                            backoff.reset(&key);
+                            timer.finish(ReconcileResult::Success);
+                        }
+                        Err(_) => timer.finish(ReconcileResult::Error),
+                    }
+                    result
+                }
+                .instrument(tracing::info_span!("reconcile", controller = name))
+            },
+            move |obj: Arc<K>, error: &E, _ctx: Arc<Context>| {
+                let key = obj.name_any();
+                let delay = on_error.next(&key);
+                warn!(controller = name, object = %key, category = error.category(), %error, retry_in = ?delay, "reconcile failed");
+                Action::requeue(delay)
+            },
+            ctx,
+        )
+        .for_each(|_| std::future::ready(()))
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_resets() {
+        let b = Backoff::default();
+        let delays: Vec<Duration> = (0..4).map(|_| b.next("a")).collect();
+        assert_eq!(
+            delays,
+            [100, 200, 400, 800].map(Duration::from_millis).to_vec()
+        );
+        for _ in 0..40 {
+            b.next("a");
+        }
+        assert_eq!(b.next("a"), BACKOFF_CAP);
+        assert_eq!(b.next("other"), BACKOFF_BASE);
+        b.reset("a");
+        assert_eq!(b.next("a"), BACKOFF_BASE);
+    }
+}
