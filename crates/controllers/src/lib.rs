@@ -12,4 +12,6 @@ pub mod context;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod nodepool;
+pub mod provisioning;
 pub mod ratelimit;
