@@ -55,7 +55,7 @@ use karpenter_apis::nodepool::NodePool;
 use karpenter_catalog::{Catalog, CatalogError, PriceSource};
 use karpenter_cloudprovider::{
     CloudProvider, CloudProviderError, DriftReason, InstanceType, Method, NodeClassKind,
-    OfferingKey, RepairPolicy, Resources, SharedClock, node_claim_requirements,
+    OfferingKey, RepairPolicy, Requirements, Resources, SharedClock, node_claim_requirements,
     parse_resource_list, resource_list,
 };
 use tokio::sync::broadcast;
@@ -626,6 +626,21 @@ impl State {
     }
 }
 
+/// Whether every key both sides define overlaps (what `Requirements::intersects` decides,
+/// without building an explanation for the many types that do not match).
+fn type_compatible(t: &InstanceType, reqs: &Requirements) -> bool {
+    reqs.iter().all(|(key, wanted)| {
+        t.requirements
+            .get(key)
+            .is_none_or(|have| wanted.compatible_with(have))
+    })
+}
+
+/// Keys an offering (rather than its type) defines in this simulation.
+fn is_offering_key(key: &str) -> bool {
+    key == labels::AWS_ZONE_ID
+}
+
 /// One launchable (type, offering) pair.
 struct Candidate<'a> {
     instance_type: &'a InstanceType,
@@ -783,22 +798,45 @@ impl Inner {
             }
         })?;
 
+        // Resolved once: checking ~10k offerings through map lookups dominated launch time.
+        let zone_req = reqs.get(labels::ZONE);
+        let capacity_type_req = reqs.get(labels::CAPACITY_TYPE);
+        let other_offering_keys = reqs
+            .iter()
+            .any(|(k, _)| k != labels::ZONE && k != labels::CAPACITY_TYPE && is_offering_key(k));
+        let offering_allowed = |o: &karpenter_cloudprovider::Offering| {
+            zone_req.is_none_or(|r| r.has(&o.zone))
+                && capacity_type_req.is_none_or(|r| r.has(&o.capacity_type))
+                && (!other_offering_keys || o.compatible(&reqs))
+        };
         let mut compatible_types = 0usize;
         let mut fitting_types = 0usize;
         let mut candidates: Vec<Candidate<'_>> = Vec::new();
         for t in self.types.iter() {
-            if t.requirements.intersects(&reqs).is_err() {
+            if !type_compatible(t, &reqs) {
                 continue;
             }
             compatible_types += 1;
+            let type_fits = t.allocatable().fits(&requests);
             let mut fits = false;
             for o in &t.offerings {
-                if !o.compatible(&reqs) || !t.allocatable_for(o).fits(&requests) {
+                let offering_fits = if o.capacity.is_none() && o.overhead.is_none() {
+                    type_fits
+                } else {
+                    t.allocatable_for(o).fits(&requests)
+                };
+                if !offering_fits || !offering_allowed(o) {
                     continue;
                 }
                 fits = true;
-                let key = OfferingKey::new(&t.name, &o.zone, &o.capacity_type);
-                if o.available && !st.is_unavailable(&key) {
+                if o.available
+                    && (st.unavailable.is_empty()
+                        || !st.is_unavailable(&OfferingKey::new(
+                            &t.name,
+                            &o.zone,
+                            &o.capacity_type,
+                        )))
+                {
                     candidates.push(Candidate {
                         instance_type: t,
                         offering: o,
