@@ -103,7 +103,7 @@ fn efficient_types(room: &[Resources], prices: &[f64], pods: &[PodView]) -> Opti
             .map(|&(_, _, m, price)| price / m)
             .fold(f64::INFINITY, f64::min),
     );
-    for _ in 0..100 {
+    for _ in 0..40 {
         let a = lo + (hi - lo) / 3.0;
         let b = hi - (hi - lo) / 3.0;
         if dual(a) < dual(b) {

@@ -2150,3 +2150,71 @@ fn reserved_and_misc() {
         expect().claims(1).cheapest_type_of("m1", "c-16"),
     );
 }
+
+/// Compute-optimised (2 GiB/core, cheapest per core), general-purpose (4 GiB/core, dearer than
+/// a compute + memory mix) and memory-optimised (16 GiB/core, cheapest per GiB) families.
+fn family_catalog() -> Vec<InstanceType> {
+    vec![
+        instance_type("c-16")
+            .cpu(16)
+            .mem("32Gi")
+            .everywhere(0.64)
+            .build(),
+        instance_type("m-16")
+            .cpu(16)
+            .mem("64Gi")
+            .everywhere(1.00)
+            .build(),
+        instance_type("x-16")
+            .cpu(16)
+            .mem("256Gi")
+            .everywhere(1.28)
+            .build(),
+    ]
+}
+
+#[test]
+fn cost_aware_packing() {
+    let families = || scenario().nodepool(default_pool().types(family_catalog()));
+    check(
+        "cpu-heavy mix lands on the compute-optimised type; every fitting type stays listed",
+        families().pods(pods(8, "p", pod().cpu("2").mem("2Gi"))),
+        expect()
+            .claims(1)
+            .placed(8)
+            .cheapest_type_of("p-0", "c-16")
+            .instance_types_of("p-0", &["c-16", "m-16", "x-16"]),
+    );
+    check(
+        "memory-heavy mix lands on the memory-optimised type",
+        families().pods(pods(6, "m", pod().cpu("1").mem("40Gi"))),
+        expect().claims(1).placed(6).cheapest_type_of("m-0", "x-16"),
+    );
+    check(
+        "a memory pod joining a compute claim is priced at the cheapest type that fits both",
+        families()
+            .pods(pods(7, "p", pod().cpu("2").mem("2Gi")))
+            .pod(pod().name("big").cpu("1").mem("40Gi")),
+        expect()
+            .claims(1)
+            .placed(8)
+            .cheapest_type_of("big", "m-16")
+            .instance_types_of("big", &["m-16", "x-16"]),
+    );
+    check(
+        "more memory pods than one claim holds open a second memory-optimised claim",
+        families()
+            .pods(pods(16, "p", pod().cpu("2").mem("2Gi")))
+            .pods(pods(10, "m", pod().cpu("1").mem("40Gi"))),
+        expect()
+            .placed(26)
+            .that("total $/h at most two compute plus two memory nodes", |o| {
+                o.results
+                    .new_nodeclaims
+                    .iter()
+                    .map(|c| c.cheapest_price)
+                    .sum::<f64>()
+                    <= 2.0 * 0.64 + 2.0 * 1.28 + 1e-9
+            }),
+    );
+}
