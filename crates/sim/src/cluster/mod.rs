@@ -5,6 +5,12 @@
 //! [`kube::Client`] with kube-runtime watch caches, so they would run against any API server.
 //! Each pass is level-triggered (it reads its caches and converges), runs on change, on its own
 //! timers and on a periodic resync, logs and retries API errors with backoff, and never panics.
+//!
+//! Simplified against the real components (on purpose, for a fast and deterministic simulator):
+//! no preemption, no volume or DRA filters, no preferred (soft) affinity/spread scoring, no
+//! `matchLabelKeys` on pod affinity beyond label equality, no rolling-update pacing, no
+//! `minReadySeconds`, no adoption of orphaned pods by selector, no probes (pods are Ready once
+//! Running), and Nodes never become NotReady again once the agent marks them Ready.
 
 pub mod node_agent;
 pub mod resources;
