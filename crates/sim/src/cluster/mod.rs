@@ -8,8 +8,7 @@
 //!
 //! Simplified against the real components (on purpose, for a fast and deterministic simulator):
 //! no preemption, no volume or DRA filters, no preferred (soft) affinity/spread scoring, no
-//! `matchLabelKeys` on pod affinity beyond label equality, no rolling-update pacing, no
-//! `minReadySeconds`, no adoption of orphaned pods by selector, no probes (pods are Ready once
+//! rolling-update pacing, no `minReadySeconds`, no adoption of orphaned pods by selector, no probes (pods are Ready once
 //! Running), and Nodes never become NotReady again once the agent marks them Ready.
 
 pub mod node_agent;
