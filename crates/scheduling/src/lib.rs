@@ -33,4 +33,7 @@ pub use model::{
 pub use requirements::{Operator, Requirement, RequirementSpec, Requirements};
 pub use resources::Resources;
 pub use results::{NewNodeClaim, PodError, Rejection, SchedulingResults};
-pub use solver::{MinValuesPolicy, PreferencePolicy, SchedulingInput, SolveOptions, solve};
+pub use solver::{
+    MinValuesPolicy, PreferencePolicy, PreparedNodePools, SchedulingInput, SolveOptions, solve,
+    solve_prepared,
+};

@@ -31,7 +31,6 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::rc::Rc;
 use std::sync::Arc;
 
 use karpenter_apis::labels;
@@ -239,24 +238,27 @@ impl Bits {
     }
 }
 
+#[derive(Debug)]
 struct DsGroup {
     overhead: Resources,
     ports: Vec<HostPort>,
 }
 
-struct Pool<'a> {
-    np: &'a NodePoolView,
+/// NodePool-derived state that does not depend on the pods or nodes of a solve: computed once
+/// per NodePool (and DaemonSet set) and shared by every solve that reuses it.
+#[derive(Debug)]
+pub(crate) struct PreparedPool {
+    name: String,
+    type_count: usize,
     template: Requirements,
-    types: Vec<&'a InstanceType>,
+    /// Indices into the NodePool's `instance_types` of the types the template admits.
+    type_idx: Vec<usize>,
     /// Allocatable minus DaemonSet overhead, for types without offering overrides.
     room: Vec<Resources>,
     uniform: Vec<bool>,
     max_capacity: Vec<Resources>,
     ds_of_type: Vec<usize>,
     ds_groups: Vec<DsGroup>,
-    compat_cache: RefCell<HashMap<Requirements, Rc<Bits>>>,
-    /// limits − usage − reservations of this batch's NodeClaims; `None` = unlimited.
-    remaining: Option<BTreeMap<String, i64>>,
     has_min_values: bool,
     all: Bits,
     /// Distinct capacity types over the pool's offerings (bit positions in offer summaries).
@@ -264,15 +266,39 @@ struct Pool<'a> {
     /// Per type, per offering: index into `ct_names`.
     offer_ct: Vec<Vec<u8>>,
     has_reserved: bool,
+    names: Vec<Arc<str>>,
+    /// Per type: the cheapest available offering the template allows.
+    template_prices: Vec<f64>,
+    /// Caches seeded for the bare template (the requirement set of every unconstrained pod).
+    template_compat: Option<Arc<Bits>>,
+    template_offers: Option<Arc<OfferSummary>>,
+}
+
+struct Pool<'a> {
+    np: &'a NodePoolView,
+    prep: Arc<PreparedPool>,
+    types: Vec<&'a InstanceType>,
+    compat_cache: RefCell<HashMap<Requirements, Arc<Bits>>>,
+    /// limits − usage − reservations of this batch's NodeClaims; `None` = unlimited.
+    remaining: Option<BTreeMap<String, i64>>,
     /// Per requirement set: per type (cheapest allowed price, capacity-type bits), and the
     /// type indices with an allowed offering sorted by (price, name).
-    offer_cache: RefCell<HashMap<Requirements, Rc<OfferSummary>>>,
-    names: Vec<Arc<str>>,
+    offer_cache: RefCell<HashMap<Requirements, Arc<OfferSummary>>>,
     /// Types whose price is within `EFFICIENT_SLACK` of the value of their room at the batch's
     /// shadow prices: new NodeClaims pack against these first (`None` = no restriction).
     efficient: Option<Bits>,
 }
 
+// The shared, prepared part reads like the pool's own fields (`pool.room`, `pool.template`):
+// the solver's many call sites stay unchanged whether the pool was prepared now or reused.
+impl std::ops::Deref for Pool<'_> {
+    type Target = PreparedPool;
+    fn deref(&self) -> &PreparedPool {
+        &self.prep
+    }
+}
+
+#[derive(Debug)]
 struct OfferSummary {
     per_type: Vec<(f64, u64)>,
     by_price: Vec<usize>,
@@ -359,9 +385,52 @@ struct Plan {
     min_values_relaxed: bool,
 }
 
+/// NodePools' instance types digested once (template filtering, allocatable minus DaemonSet
+/// overhead, offering summaries) for reuse across many solves: the provisioner prepares when
+/// NodePools, their instance types or the DaemonSets change and solves every batch against it.
+/// Cheap to clone (shared). A prepared NodePool is used only when its name and instance-type
+/// count match the input's NodePool and the DaemonSets are equal; otherwise that NodePool is
+/// prepared afresh inside the solve, so a stale value costs time, never correctness of shape.
+#[derive(Debug, Clone, Default)]
+pub struct PreparedNodePools {
+    pools: Vec<Arc<PreparedPool>>,
+    daemonsets: Vec<PodView>,
+}
+
+impl PreparedNodePools {
+    /// Prepares every NodePool for the given DaemonSets.
+    pub fn new(nodepools: &[NodePoolView], daemonsets: &[PodView]) -> PreparedNodePools {
+        PreparedNodePools {
+            pools: nodepools
+                .iter()
+                .map(|np| prepare_pool(np, daemonsets))
+                .collect(),
+            daemonsets: daemonsets.to_vec(),
+        }
+    }
+}
+
 /// Runs the solver. Deterministic: the same input and options give the same output.
 pub fn solve(input: &SchedulingInput, options: &SolveOptions) -> SchedulingResults {
-    let mut s = Solver::new(input, options);
+    solve_with(input, None, options)
+}
+
+/// [`solve`] reusing NodePools prepared by [`PreparedNodePools::new`] (same output as `solve`
+/// when the preparation matches the input's NodePools, instance types and DaemonSets).
+pub fn solve_prepared(
+    input: &SchedulingInput,
+    prepared: &PreparedNodePools,
+    options: &SolveOptions,
+) -> SchedulingResults {
+    solve_with(input, Some(prepared), options)
+}
+
+fn solve_with(
+    input: &SchedulingInput,
+    prepared: Option<&PreparedNodePools>,
+    options: &SolveOptions,
+) -> SchedulingResults {
+    let mut s = Solver::new(input, prepared, options);
     s.run();
     s.finish()
 }
@@ -385,7 +454,11 @@ fn sort_by_weight(terms: &mut [(i32, usize)]) {
 }
 
 impl<'a> Solver<'a> {
-    fn new(input: &'a SchedulingInput, opts: &'a SolveOptions) -> Solver<'a> {
+    fn new(
+        input: &'a SchedulingInput,
+        prepared: Option<&PreparedNodePools>,
+        opts: &'a SolveOptions,
+    ) -> Solver<'a> {
         let mut s = Solver {
             input,
             opts,
@@ -400,7 +473,7 @@ impl<'a> Solver<'a> {
             results: SchedulingResults::default(),
         };
         s.build_nodes();
-        s.build_pools();
+        s.build_pools(prepared);
         s.build_pods();
         s.build_universe();
         s.count_bound_pods();
@@ -428,90 +501,19 @@ impl<'a> Solver<'a> {
         }
     }
 
-    fn build_pools(&mut self) {
+    fn build_pools(&mut self, prepared: Option<&PreparedNodePools>) {
         let mut nps: Vec<&NodePoolView> = self.input.nodepools.iter().collect();
         nps.sort_by(|a, b| b.weight.cmp(&a.weight).then(b.name.cmp(&a.name)));
         for np in nps {
-            let mut template = np.requirements.clone();
-            template.add_all(&Requirements::from_labels(np.labels.iter()));
-            template.add(labels::NODEPOOL, Requirement::in_values([np.name.clone()]));
-            let mut types = Vec::new();
-            let template_filter = crate::model::OfferingFilter::new(&template);
-            for it in &np.instance_types {
-                if it.requirements.intersects(&template).is_ok()
-                    && it
-                        .offerings
+            let reuse = prepared
+                .filter(|pr| pr.daemonsets == self.input.daemonsets)
+                .and_then(|pr| {
+                    pr.pools
                         .iter()
-                        .any(|o| o.available && template_filter.allows(o))
-                {
-                    types.push(it);
-                }
-            }
-            // Input order is kept (deterministic already); price ties break by name later.
-            // DaemonSet overhead per type, grouped by the exact set of DaemonSets that land.
-            let mut ds_groups: Vec<DsGroup> = Vec::new();
-            let mut ds_index: BTreeMap<Vec<usize>, usize> = BTreeMap::new();
-            let mut ds_of_type = Vec::new();
-            for t in &types {
-                if self.input.daemonsets.is_empty() {
-                    ds_of_type.push(0);
-                    continue;
-                }
-                let mut node_reqs = template.clone();
-                node_reqs.add_all(&t.requirements_with_offerings());
-                let members: Vec<usize> = self
-                    .input
-                    .daemonsets
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, d)| daemonset_lands(d, np, &node_reqs))
-                    .map(|(i, _)| i)
-                    .collect();
-                let gi = match ds_index.get(&members) {
-                    Some(g) => *g,
-                    None => {
-                        let mut overhead = Resources::new();
-                        let mut ports = Vec::new();
-                        for i in &members {
-                            if let Some(d) = self.input.daemonsets.get(*i) {
-                                overhead.add(&d.requests);
-                                ports.extend(d.host_ports.iter().cloned());
-                            }
-                        }
-                        ds_groups.push(DsGroup { overhead, ports });
-                        ds_index.insert(members, ds_groups.len() - 1);
-                        ds_groups.len() - 1
-                    }
-                };
-                ds_of_type.push(gi);
-            }
-            if ds_groups.is_empty() {
-                ds_groups.push(DsGroup {
-                    overhead: Resources::new(),
-                    ports: Vec::new(),
+                        .find(|pp| pp.name == np.name && pp.type_count == np.instance_types.len())
+                        .cloned()
                 });
-            }
-            let mut room = Vec::new();
-            let mut uniform = Vec::new();
-            let mut max_capacity = Vec::new();
-            for (i, t) in types.iter().enumerate() {
-                let ds = ds_of_type
-                    .get(i)
-                    .and_then(|g| ds_groups.get(*g))
-                    .map(|g| g.overhead.clone())
-                    .unwrap_or_default();
-                room.push(t.allocatable().minus(&ds));
-                uniform.push(
-                    t.offerings
-                        .iter()
-                        .all(|o| o.capacity.is_none() && o.overhead.is_none()),
-                );
-                let mut cap = t.capacity.clone();
-                for o in &t.offerings {
-                    cap.max_with(t.capacity_for(o));
-                }
-                max_capacity.push(cap);
-            }
+            let prep = reuse.unwrap_or_else(|| prepare_pool(np, &self.input.daemonsets));
             let remaining = (!np.limits.is_empty()).then(|| {
                 let mut rem = np.limits.clone();
                 for n in &self.input.nodes {
@@ -523,74 +525,17 @@ impl<'a> Solver<'a> {
                 }
                 rem
             });
-            let mut all = Bits::zeros(types.len());
-            for i in 0..types.len() {
-                all.set(i);
-            }
-            let has_min_values = template.iter().any(|(_, r)| r.min_values.is_some());
-            let ct_names: Vec<String> = types
-                .iter()
-                .flat_map(|t| t.offerings.iter().map(|o| o.capacity_type.as_str()))
-                .collect::<BTreeSet<&str>>()
-                .into_iter()
-                .take(64)
-                .map(str::to_string)
-                .collect();
-            let offer_ct: Vec<Vec<u8>> = types
-                .iter()
-                .map(|t| {
-                    t.offerings
-                        .iter()
-                        .map(|o| {
-                            ct_names
-                                .iter()
-                                .position(|c| *c == o.capacity_type)
-                                .map_or(u8::MAX, |i| i as u8)
-                        })
-                        .collect()
-                })
-                .collect();
-            let has_reserved = types.iter().any(|t| {
-                t.offerings
-                    .iter()
-                    .any(|o| o.capacity_type == labels::CAPACITY_TYPE_RESERVED)
-            });
-            let names: Vec<Arc<str>> = types.iter().map(|t| Arc::from(t.name.as_str())).collect();
-            let efficient = if remaining.is_none() && !has_reserved && !has_min_values {
-                let prices: Vec<f64> = types
-                    .iter()
-                    .map(|t| {
-                        t.offerings
-                            .iter()
-                            .filter(|o| o.available && template_filter.allows(o))
-                            .map(|o| o.price)
-                            .fold(f64::INFINITY, f64::min)
-                    })
-                    .collect();
-                efficient_types(&room, &prices, &self.input.pods)
+            let mut pool = Pool::new(np, prep, remaining);
+            pool.efficient = if pool.remaining.is_none()
+                && !pool.has_reserved
+                && !pool.has_min_values
+                && self.input.pods.len() > 1
+            {
+                efficient_types(&pool.room, &pool.template_prices, &self.input.pods)
             } else {
                 None
             };
-            self.pools.push(Pool {
-                np,
-                template,
-                types,
-                room,
-                uniform,
-                max_capacity,
-                ds_of_type,
-                ds_groups,
-                compat_cache: RefCell::new(HashMap::new()),
-                remaining,
-                has_min_values,
-                all,
-                ct_names,
-                offer_ct,
-                has_reserved,
-                offer_cache: RefCell::new(HashMap::new()),
-                names,
-                efficient,
-            });
+            self.pools.push(pool);
         }
     }
 
@@ -2165,8 +2110,208 @@ impl PodState<'_> {
     }
 }
 
+/// Derives the pod-independent solver state of one NodePool.
+fn prepare_pool(np: &NodePoolView, daemonsets: &[PodView]) -> Arc<PreparedPool> {
+    let mut template = np.requirements.clone();
+    template.add_all(&Requirements::from_labels(np.labels.iter()));
+    template.add(labels::NODEPOOL, Requirement::in_values([np.name.clone()]));
+    let mut types = Vec::new();
+    let template_filter = crate::model::OfferingFilter::new(&template);
+    for it in &np.instance_types {
+        if it.requirements.intersects(&template).is_ok()
+            && it
+                .offerings
+                .iter()
+                .any(|o| o.available && template_filter.allows(o))
+        {
+            types.push(it);
+        }
+    }
+    // Input order is kept (deterministic already); price ties break by name later.
+    // DaemonSet overhead per type, grouped by the exact set of DaemonSets that land.
+    let mut ds_groups: Vec<DsGroup> = Vec::new();
+    let mut ds_index: BTreeMap<Vec<usize>, usize> = BTreeMap::new();
+    let mut ds_of_type = Vec::new();
+    for t in &types {
+        if daemonsets.is_empty() {
+            ds_of_type.push(0);
+            continue;
+        }
+        let mut node_reqs = template.clone();
+        node_reqs.add_all(&t.requirements_with_offerings());
+        let members: Vec<usize> = daemonsets
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| daemonset_lands(d, np, &node_reqs))
+            .map(|(i, _)| i)
+            .collect();
+        let gi = match ds_index.get(&members) {
+            Some(g) => *g,
+            None => {
+                let mut overhead = Resources::new();
+                let mut ports = Vec::new();
+                for i in &members {
+                    if let Some(d) = daemonsets.get(*i) {
+                        overhead.add(&d.requests);
+                        ports.extend(d.host_ports.iter().cloned());
+                    }
+                }
+                ds_groups.push(DsGroup { overhead, ports });
+                ds_index.insert(members, ds_groups.len() - 1);
+                ds_groups.len() - 1
+            }
+        };
+        ds_of_type.push(gi);
+    }
+    if ds_groups.is_empty() {
+        ds_groups.push(DsGroup {
+            overhead: Resources::new(),
+            ports: Vec::new(),
+        });
+    }
+    let mut room = Vec::new();
+    let mut uniform = Vec::new();
+    let mut max_capacity = Vec::new();
+    for (i, t) in types.iter().enumerate() {
+        let ds = ds_of_type
+            .get(i)
+            .and_then(|g| ds_groups.get(*g))
+            .map(|g| g.overhead.clone())
+            .unwrap_or_default();
+        room.push(t.allocatable().minus(&ds));
+        uniform.push(
+            t.offerings
+                .iter()
+                .all(|o| o.capacity.is_none() && o.overhead.is_none()),
+        );
+        let mut cap = t.capacity.clone();
+        for o in &t.offerings {
+            cap.max_with(t.capacity_for(o));
+        }
+        max_capacity.push(cap);
+    }
+    let mut all = Bits::zeros(types.len());
+    for i in 0..types.len() {
+        all.set(i);
+    }
+    let has_min_values = template.iter().any(|(_, r)| r.min_values.is_some());
+    let ct_names: Vec<String> = types
+        .iter()
+        .flat_map(|t| t.offerings.iter().map(|o| o.capacity_type.as_str()))
+        .collect::<BTreeSet<&str>>()
+        .into_iter()
+        .take(64)
+        .map(str::to_string)
+        .collect();
+    let offer_ct: Vec<Vec<u8>> = types
+        .iter()
+        .map(|t| {
+            t.offerings
+                .iter()
+                .map(|o| {
+                    ct_names
+                        .iter()
+                        .position(|c| *c == o.capacity_type)
+                        .map_or(u8::MAX, |i| i as u8)
+                })
+                .collect()
+        })
+        .collect();
+    let has_reserved = types.iter().any(|t| {
+        t.offerings
+            .iter()
+            .any(|o| o.capacity_type == labels::CAPACITY_TYPE_RESERVED)
+    });
+    let names: Vec<Arc<str>> = types.iter().map(|t| Arc::from(t.name.as_str())).collect();
+    let template_prices: Vec<f64> = types
+        .iter()
+        .map(|t| {
+            t.offerings
+                .iter()
+                .filter(|o| o.available && template_filter.allows(o))
+                .map(|o| o.price)
+                .fold(f64::INFINITY, f64::min)
+        })
+        .collect();
+    let type_idx: Vec<usize> = np
+        .instance_types
+        .iter()
+        .enumerate()
+        .filter(|(_, it)| types.iter().any(|t| std::ptr::eq(*t, *it)))
+        .map(|(i, _)| i)
+        .collect();
+    let prep = Arc::new(PreparedPool {
+        name: np.name.clone(),
+        type_count: np.instance_types.len(),
+        template,
+        type_idx,
+        room,
+        uniform,
+        max_capacity,
+        ds_of_type,
+        ds_groups,
+        has_min_values,
+        all,
+        ct_names,
+        offer_ct,
+        has_reserved,
+        names,
+        template_prices,
+        template_compat: None,
+        template_offers: None,
+    });
+    // Seed the two lookups every unconstrained pod makes, so a reused prepared pool skips
+    // them as well.
+    let (compat, offers) = {
+        let pool = Pool::new(np, prep.clone(), None);
+        (
+            pool.compat(&prep.template),
+            pool.offer_summary(&prep.template),
+        )
+    };
+    match Arc::try_unwrap(prep) {
+        Ok(mut p) => {
+            p.template_compat = Some(compat);
+            p.template_offers = Some(offers);
+            Arc::new(p)
+        }
+        Err(shared) => shared,
+    }
+}
+
+impl<'a> Pool<'a> {
+    fn new(
+        np: &'a NodePoolView,
+        prep: Arc<PreparedPool>,
+        remaining: Option<BTreeMap<String, i64>>,
+    ) -> Pool<'a> {
+        let types = prep
+            .type_idx
+            .iter()
+            .filter_map(|i| np.instance_types.get(*i))
+            .collect();
+        let mut compat_cache = HashMap::new();
+        if let Some(c) = &prep.template_compat {
+            compat_cache.insert(prep.template.clone(), c.clone());
+        }
+        let mut offer_cache = HashMap::new();
+        if let Some(o) = &prep.template_offers {
+            offer_cache.insert(prep.template.clone(), o.clone());
+        }
+        Pool {
+            np,
+            prep,
+            types,
+            compat_cache: RefCell::new(compat_cache),
+            remaining,
+            offer_cache: RefCell::new(offer_cache),
+            efficient: None,
+        }
+    }
+}
+
 impl Pool<'_> {
-    fn compat(&self, reqs: &Requirements) -> Rc<Bits> {
+    fn compat(&self, reqs: &Requirements) -> Arc<Bits> {
         if let Some(b) = self.compat_cache.borrow().get(reqs) {
             return b.clone();
         }
@@ -2179,7 +2324,7 @@ impl Pool<'_> {
                 b.set(i);
             }
         }
-        let b = Rc::new(b);
+        let b = Arc::new(b);
         let mut cache = self.compat_cache.borrow_mut();
         if cache.len() > 4096 {
             cache.clear();
@@ -2190,7 +2335,7 @@ impl Pool<'_> {
 
     /// Per type: the cheapest available offering allowed by `reqs` and the capacity types of
     /// all such offerings (bits over `ct_names`). Cached: NodeClaims share requirement sets.
-    fn offer_summary(&self, reqs: &Requirements) -> Rc<OfferSummary> {
+    fn offer_summary(&self, reqs: &Requirements) -> Arc<OfferSummary> {
         if let Some(v) = self.offer_cache.borrow().get(reqs) {
             return v.clone();
         }
@@ -2227,7 +2372,7 @@ impl Pool<'_> {
             let nb = self.types.get(*b).map(|t| t.name.as_str());
             pa.total_cmp(&pb).then(na.cmp(&nb))
         });
-        let v = Rc::new(OfferSummary { per_type, by_price });
+        let v = Arc::new(OfferSummary { per_type, by_price });
         let mut cache = self.offer_cache.borrow_mut();
         if cache.len() > 4096 {
             cache.clear();

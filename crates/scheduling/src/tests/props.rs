@@ -7,7 +7,9 @@ use proptest::prelude::*;
 use crate::checker::check_solution;
 use crate::model::{TaintEffect, WhenUnsatisfiable};
 use crate::requirements::Operator;
-use crate::solver::{MinValuesPolicy, PreferencePolicy, SolveOptions, solve};
+use crate::solver::{
+    MinValuesPolicy, PreferencePolicy, PreparedNodePools, SolveOptions, solve, solve_prepared,
+};
 use crate::testing::*;
 
 /// Draws numbers from proptest-generated entropy (0 once exhausted, so shrinking the vector
@@ -227,6 +229,12 @@ proptest! {
         let violations = check_solution(&s.input, &s.options, &r);
         prop_assert!(violations.is_empty(), "{violations:#?}");
         prop_assert_eq!(&r, &solve(&s.input, &s.options));
+        // NodePools prepared once give the same answer, whether the preparation matches or is
+        // for other DaemonSets (then it must be ignored).
+        let prepared = PreparedNodePools::new(&s.input.nodepools, &s.input.daemonsets);
+        prop_assert_eq!(&r, &solve_prepared(&s.input, &prepared, &s.options));
+        let stale = PreparedNodePools::new(&s.input.nodepools, &[]);
+        prop_assert_eq!(&r, &solve_prepared(&s.input, &stale, &s.options));
         for c in &r.new_nodeclaims {
             prop_assert!(!c.pods.is_empty());
             prop_assert!(!c.instance_types.is_empty());
