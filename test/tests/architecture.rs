@@ -3,6 +3,8 @@
 //! crate reaches transitively (per-package feature resolution, so a dev-dependency elsewhere
 //! cannot hide or fake an edge).
 
+#![allow(clippy::expect_used)] // test helpers outside #[test] fns: a failure should abort the test
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
