@@ -579,13 +579,25 @@ impl Snapshot {
                 }
             }
         }
-        for (ds_key, ds) in daemonsets {
-            let running = sn
-                .usage
-                .as_ref()
-                .is_some_and(|u| u.daemonsets.contains_key(ds_key));
-            if !running && daemonset_would_run(ds, &labels_map, &taints) {
-                used.add(&ds.requests);
+        // DaemonSets may select the lifecycle labels a managed node gets once it is up; judge
+        // an uninitialized node as it will be (upstream's simulation labels do the same).
+        {
+            let ds_labels = if sn.managed() && !sn.initialized() {
+                let mut l = labels_map.clone();
+                l.insert(labels::REGISTERED.to_string(), "true".to_string());
+                l.insert(labels::INITIALIZED.to_string(), "true".to_string());
+                std::borrow::Cow::Owned(l)
+            } else {
+                std::borrow::Cow::Borrowed(&labels_map)
+            };
+            for (ds_key, ds) in daemonsets {
+                let running = sn
+                    .usage
+                    .as_ref()
+                    .is_some_and(|u| u.daemonsets.contains_key(ds_key));
+                if !running && daemonset_would_run(ds, &ds_labels, &taints) {
+                    used.add(&ds.requests);
+                }
             }
         }
         let startup_taints = sn

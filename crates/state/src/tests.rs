@@ -1030,3 +1030,29 @@ fn bound_pods_are_limited_to_those_that_can_affect_topology() {
     );
     assert!(excluded.nodes.is_empty() && excluded.bound_pods.is_empty());
 }
+
+#[test]
+fn daemonsets_selecting_lifecycle_labels_count_on_nodes_still_starting() {
+    let e = env();
+    let mut ds = daemonset("agent", "200m");
+    if let Some(spec) = ds.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        spec.node_selector =
+            Some([("karpenter.sh/initialized".to_string(), "true".to_string())].into());
+    }
+    e.state.apply(&ds);
+    e.state
+        .apply(&claim("nc", "default").provider("aws:///a/i-1").build());
+    e.state.apply(&node("unmanaged").build());
+    let used: BTreeMap<String, i64> = e
+        .state
+        .snapshot()
+        .scheduling_input(vec![], vec![])
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.used.cpu))
+        .collect();
+    assert_eq!(
+        used,
+        BTreeMap::from([("nc".to_string(), 200), ("unmanaged".to_string(), 0)])
+    );
+}
