@@ -2,7 +2,7 @@
 //! state nodes, the solver's [`SchedulingInput`], provisionable pods, pods to move off deleting
 //! nodes, NodePool usage.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -662,7 +662,7 @@ impl Snapshot {
             .iter()
             .map(|n| self.node_view(n, &daemonsets, &pending_uids))
             .collect();
-        let selectors = topology_selectors(&pending);
+        let selectors = SelectorIndex::new(topology_selectors(&pending));
         let mut bound_pods = Vec::new();
         for n in &nodes {
             for k in n.pod_keys() {
@@ -677,7 +677,7 @@ impl Snapshot {
                 }
                 if options.all_bound_pods
                     || !p.view.pod_anti_affinity.is_empty()
-                    || selectors.iter().any(|s| s.matches(&p.view.labels))
+                    || selectors.any_match(&p.view.labels)
                 {
                     bound_pods.push(p.view.clone());
                 }
@@ -729,6 +729,41 @@ fn topology_selectors(pods: &[PodView]) -> Vec<&LabelSelector> {
     out.sort();
     out.dedup();
     out
+}
+
+/// Selectors indexed by their first `matchLabels` pair, so testing a pod costs one lookup per
+/// pod label instead of one match per selector.
+struct SelectorIndex<'a> {
+    by_label: HashMap<(&'a str, &'a str), Vec<&'a LabelSelector>>,
+    others: Vec<&'a LabelSelector>,
+}
+
+impl<'a> SelectorIndex<'a> {
+    fn new(selectors: Vec<&'a LabelSelector>) -> Self {
+        let mut index = SelectorIndex {
+            by_label: HashMap::new(),
+            others: Vec::new(),
+        };
+        for s in selectors {
+            match s.match_labels.iter().next() {
+                Some((k, v)) => index
+                    .by_label
+                    .entry((k.as_str(), v.as_str()))
+                    .or_default()
+                    .push(s),
+                None => index.others.push(s),
+            }
+        }
+        index
+    }
+
+    fn any_match(&self, labels_map: &BTreeMap<String, String>) -> bool {
+        labels_map.iter().any(|(k, v)| {
+            self.by_label
+                .get(&(k.as_str(), v.as_str()))
+                .is_some_and(|ss| ss.iter().any(|s| s.matches(labels_map)))
+        }) || self.others.iter().any(|s| s.matches(labels_map))
+    }
 }
 
 /// Whether a DaemonSet's pod would land on a node with these labels and taints.
