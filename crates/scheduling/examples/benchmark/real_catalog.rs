@@ -153,13 +153,20 @@ struct Bound {
 /// allowed instance types: min Σ xₜ·priceₜ s.t. Σ xₜ·cpuₜ ≥ c, Σ xₜ·memₜ ≥ m, xₜ ≥ 0. With two
 /// constraints an optimal vertex uses at most two types, so every single type and every pair is
 /// tried. Tighter than the max of the per-resource bounds, and still a valid lower bound.
-fn lp_bound(np: &NodePoolView, c: f64, m: f64) -> f64 {
+///
+/// With `pods`, types that cannot host a single one of them on their own are left out (they
+/// can take part in no packing, so the bound stays valid): a burstable `t4g.nano` has the
+/// cheapest $/vCPU but less allocatable memory than the smallest pod asks for.
+fn lp_bound(np: &NodePoolView, c: f64, m: f64, pods: Option<&[PodView]>) -> f64 {
     let mut pts: Vec<(f64, f64, f64)> = Vec::new(); // (cpu cores, mem GiB, $/h)
     for t in &np.instance_types {
         if t.requirements.intersects(&np.requirements).is_err() {
             continue;
         }
         let alloc = t.allocatable();
+        if pods.is_some_and(|ps| !ps.iter().any(|p| alloc.fits(&p.requests))) {
+            continue;
+        }
         let price = t
             .offerings
             .iter()
@@ -275,6 +282,14 @@ pub fn run(n: usize, json: bool) {
             &input.nodepools[0],
             cpu as f64 / 1000.0,
             mem as f64 / GI as f64,
+            None,
+        )
+        .max(gpu_bound);
+        let usable_lp = lp_bound(
+            &input.nodepools[0],
+            cpu as f64 / 1000.0,
+            mem as f64 / GI as f64,
+            Some(&input.pods),
         )
         .max(gpu_bound);
         // Utilisation of the cheapest listed type of each NodeClaim (what would be launched).
@@ -314,17 +329,18 @@ pub fn run(n: usize, json: bool) {
         );
         if json {
             println!(
-                "{{\"case\":\"{case}\",\"types\":{},\"pods\":{},\"wall_seconds\":{seconds:.6},\"new_nodeclaims\":{},\"unschedulable\":{},\"usd_per_hour\":{cost:.4},\"lower_bound_usd_per_hour\":{bound:.4},\"ratio\":{:.4},\"lp_bound_usd_per_hour\":{lp:.4},\"lp_ratio\":{:.4}}}",
+                "{{\"case\":\"{case}\",\"types\":{},\"pods\":{},\"wall_seconds\":{seconds:.6},\"new_nodeclaims\":{},\"unschedulable\":{},\"usd_per_hour\":{cost:.4},\"lower_bound_usd_per_hour\":{bound:.4},\"ratio\":{:.4},\"lp_bound_usd_per_hour\":{lp:.4},\"lp_ratio\":{:.4},\"usable_lp_bound_usd_per_hour\":{usable_lp:.4},\"usable_lp_ratio\":{:.4}}}",
                 catalog.instance_types.len(),
                 input.pods.len(),
                 results.new_nodeclaims.len(),
                 results.unschedulable.len(),
                 cost / bound,
-                cost / lp
+                cost / lp,
+                cost / usable_lp
             );
         } else {
             println!(
-                "{case:<28} types={} pods={} wall={:.1}ms nodeclaims={} unschedulable={} $/h={cost:.4} bound={bound:.4} (cpu {cpu_bound:.4} via {}, mem {mem_bound:.4} via {}, gpu {gpu_bound:.4}) ratio={:.4} lp_bound={lp:.4} lp_ratio={:.4} utilisation=({util}) top={top:?}",
+                "{case:<28} types={} pods={} wall={:.1}ms nodeclaims={} unschedulable={} $/h={cost:.4} bound={bound:.4} (cpu {cpu_bound:.4} via {}, mem {mem_bound:.4} via {}, gpu {gpu_bound:.4}) ratio={:.4} lp_bound={lp:.4} lp_ratio={:.4} usable_lp_bound={usable_lp:.4} usable_lp_ratio={:.4} utilisation=({util}) top={top:?}",
                 catalog.instance_types.len(),
                 input.pods.len(),
                 seconds * 1e3,
@@ -333,7 +349,8 @@ pub fn run(n: usize, json: bool) {
                 rates.cpu_type,
                 rates.mem_type,
                 cost / bound,
-                cost / lp
+                cost / lp,
+                cost / usable_lp
             );
         }
     }
