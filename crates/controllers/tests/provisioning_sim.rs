@@ -478,6 +478,20 @@ async fn an_impossible_requirement_fails_scheduling_with_the_reason_and_creates_
     let env = start().await;
     env.apply("nodeclass", nodeclass("default")).await;
     env.apply("nodepool", nodepool("general", json!({}))).await;
+    // A pool whose own requirements leave no instance type is skipped with an event.
+    let mut weird = nodepool("weird", json!({}));
+    weird["spec"]["template"]["spec"]["requirements"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["z9.nonexistent"]}));
+    env.apply("nodepool", weird).await;
+    for np in ["general", "weird"] {
+        eventually("nodepool ready", async || {
+            let c = env.nodepool(np).await.status?.conditions;
+            conditions::is_true(&c, conditions::READY).then_some(())
+        })
+        .await;
+    }
     env.apply(
         "pod",
         pod(
@@ -499,6 +513,18 @@ async fn an_impossible_requirement_fails_scheduling_with_the_reason_and_creates_
         "{message}"
     );
     assert!(message.contains("kubernetes.io/arch"), "{message}");
+    assert!(!message.contains("weird"), "{message}");
+    let skipped = eventually("NoCompatibleInstanceTypes", async || {
+        env.events("weird", "NoCompatibleInstanceTypes")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(
+        skipped,
+        "NodePool requirements filtered out all compatible available instance types"
+    );
     assert!(env.nodeclaims().await.is_empty());
     let text = env.metrics_text();
     assert!(
