@@ -21,6 +21,13 @@
 //!   the claim's cheapest type cost more than twice "claim as is + the pod on its own node";
 //!   upstream keeps packing while any type fits, which on the real catalog ends on 6–24 TB
 //!   memory giants. After 16 such refusals a fresh NodeClaim is opened (bounded scan).
+//! - Cost-efficient steering (not in upstream): a new NodeClaim first tries only the NodePool's
+//!   types priced within 5 % of the value of their room at the batch's LP shadow prices for CPU
+//!   and memory (`efficient_types`), so claims grow towards shapes a cheap packing uses; when the
+//!   solve finishes the claim again lists every type that fits its pods (cheapest first). Off
+//!   for NodePools with limits, reserved offerings or minValues, and for single-pod batches.
+//! - `PreparedNodePools` / `solve_prepared`: the per-NodePool digest of instance types is built
+//!   once and reused across solves (upstream rebuilds it every time).
 //! - Open-ended custom requirements (`Exists`, `NotIn`, bounds) get a concrete, deterministic
 //!   label value on the NodeClaim (upstream generates a random one).
 //! - NodeClaim output keeps the instance-type list in `instance_types` (shared `Arc<str>`
