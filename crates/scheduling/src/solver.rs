@@ -397,7 +397,9 @@ struct Plan {
 /// NodePools, their instance types or the DaemonSets change and solves every batch against it.
 /// Cheap to clone (shared). A prepared NodePool is used only when its name and instance-type
 /// count match the input's NodePool and the DaemonSets are equal; otherwise that NodePool is
-/// prepared afresh inside the solve, so a stale value costs time, never correctness of shape.
+/// prepared afresh inside the solve. The check is shallow on purpose (it must stay cheap):
+/// callers rebuild whenever a NodePool's requirements or its instance types' offerings,
+/// prices or capacities change, or a stale digest is used.
 #[derive(Debug, Clone, Default)]
 pub struct PreparedNodePools {
     pools: Vec<Arc<PreparedPool>>,
