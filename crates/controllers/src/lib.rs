@@ -12,6 +12,8 @@ pub mod context;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod nodeclaim;
 pub mod nodepool;
 pub mod provisioning;
 pub mod ratelimit;
+pub mod termination;
