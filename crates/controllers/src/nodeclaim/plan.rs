@@ -471,3 +471,340 @@ pub fn garbage_collect(
     plan.terminate_instances.sort();
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use karpenter_apis::common::{Condition, NodeClassReference};
+    use karpenter_apis::nodeclaim::{NodeClaimSpec, NodeClaimStatus};
+
+    use crate::nodeclaim::to_time;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    /// NodeClaim builder.
+    #[derive(Clone)]
+    struct C(NodeClaim);
+
+    fn claim() -> C {
+        C(NodeClaim {
+            metadata: kube::api::ObjectMeta {
+                name: Some("nc".into()),
+                uid: Some("uid-nc".into()),
+                creation_timestamp: Some(to_time(t0())),
+                labels: Some([("team".to_string(), "a".to_string())].into()),
+                ..Default::default()
+            },
+            spec: NodeClaimSpec {
+                taints: vec![],
+                startup_taints: vec![],
+                requirements: vec![],
+                resources: Default::default(),
+                node_class_ref: NodeClassReference {
+                    group: "karpenter.k8s.aws".into(),
+                    kind: "EC2NodeClass".into(),
+                    name: "default".into(),
+                },
+                termination_grace_period: None,
+                expire_after: None,
+            },
+            status: Some(NodeClaimStatus::default()),
+        })
+    }
+
+    fn taint(key: &str, effect: &str) -> Taint {
+        Taint {
+            key: key.into(),
+            effect: effect.into(),
+            value: None,
+            time_added: None,
+        }
+    }
+
+    impl C {
+        fn condition(mut self, type_: &str) -> C {
+            self.0.status.as_mut().unwrap().conditions.push(Condition {
+                type_: type_.into(),
+                status: ConditionStatus::True,
+                observed_generation: Some(0),
+                last_transition_time: to_time(t0()),
+                reason: type_.into(),
+                message: String::new(),
+            });
+            self
+        }
+        fn startup_taint(mut self, key: &str) -> C {
+            self.0.spec.startup_taints.push(taint(key, "NoSchedule"));
+            self
+        }
+        fn taint(mut self, key: &str) -> C {
+            self.0.spec.taints.push(taint(key, "NoSchedule"));
+            self
+        }
+        fn request(mut self, name: &str, q: &str) -> C {
+            self.0
+                .spec
+                .resources
+                .requests
+                .insert(name.into(), Quantity(q.into()));
+            self
+        }
+    }
+
+    /// Node builder.
+    #[derive(Clone)]
+    struct N(Node);
+
+    fn node(name: &str) -> N {
+        N(Node {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                resource_version: Some("7".into()),
+                ..Default::default()
+            },
+            spec: Some(NodeSpec {
+                provider_id: Some("aws:///z/i-1".into()),
+                taints: Some(vec![taint(labels::TAINT_UNREGISTERED, "NoExecute")]),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus::default()),
+        })
+    }
+
+    impl N {
+        fn ready(mut self) -> N {
+            self.0.status.as_mut().unwrap().conditions = Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                ..Default::default()
+            }]);
+            self
+        }
+        fn taints(mut self, keys: &[(&str, &str)]) -> N {
+            self.0.spec.as_mut().unwrap().taints =
+                Some(keys.iter().map(|(k, e)| taint(k, e)).collect());
+            self
+        }
+        fn label(mut self, k: &str, v: &str) -> N {
+            self.0
+                .metadata
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert(k.into(), v.into());
+            self
+        }
+        fn allocatable(mut self, name: &str, q: &str) -> N {
+            self.0
+                .status
+                .as_mut()
+                .unwrap()
+                .allocatable
+                .get_or_insert_with(Default::default)
+                .insert(name.into(), Quantity(q.into()));
+            self
+        }
+    }
+
+    fn check_init(c: C, n: N, expected: Result<(), &str>) {
+        let got = initialization(&c.0, &n.0).map_err(|(reason, _)| reason);
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn initialization_waits_for_ready_taints_and_resources() {
+        let ready = || node("n").ready().taints(&[]);
+        check_init(claim(), node("n"), Err(reason::NODE_NOT_READY));
+        check_init(claim(), ready(), Ok(()));
+        check_init(
+            claim().startup_taint("cilium"),
+            ready().taints(&[("cilium", "NoSchedule")]),
+            Err(reason::STARTUP_TAINTS_EXIST),
+        );
+        check_init(
+            claim(),
+            ready().taints(&[(labels::TAINT_NODE_NOT_READY, "NoSchedule")]),
+            Err(reason::KNOWN_EPHEMERAL_TAINTS_EXIST),
+        );
+        check_init(
+            claim().request("nvidia.com/gpu", "1").request("cpu", "2"),
+            ready().allocatable("nvidia.com/gpu", "0"),
+            Err(reason::RESOURCE_NOT_REGISTERED),
+        );
+        check_init(
+            claim().request("nvidia.com/gpu", "1").request("cpu", "2"),
+            ready().allocatable("nvidia.com/gpu", "4"),
+            Ok(()),
+        );
+    }
+
+    #[test]
+    fn registration_syncs_once_and_reports_what_it_found() {
+        let c = claim().taint("dedicated").startup_taint("cilium");
+        assert_eq!(registration(&c.0, &[]), Registration::NodeNotFound);
+        assert_eq!(
+            registration(&c.0, &[Arc::new(node("a").0), Arc::new(node("b").0)]),
+            Registration::MultipleNodesFound(vec!["a".into(), "b".into()])
+        );
+
+        let Registration::Sync {
+            node_name,
+            patch: Some(patch),
+            newly_registered: true,
+            unregistered_taint_missing: false,
+        } = registration(&c.0, &[Arc::new(node("a").0)])
+        else {
+            panic!("expected a first sync")
+        };
+        assert_eq!(node_name, "a");
+        assert_eq!(patch["metadata"]["labels"]["team"], "a");
+        assert_eq!(patch["metadata"]["labels"][labels::REGISTERED], "true");
+        assert_eq!(
+            patch["metadata"]["finalizers"][0],
+            labels::TERMINATION_FINALIZER
+        );
+        assert_eq!(patch["metadata"]["ownerReferences"][0]["uid"], "uid-nc");
+        assert_eq!(patch["metadata"]["resourceVersion"], "7");
+        let taint_keys: Vec<&str> = patch["spec"]["taints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(taint_keys, ["dedicated", "cilium"], "unregistered removed");
+
+        // do-not-sync-taints: only the unregistered taint goes; a missing one is warned about.
+        let Registration::Sync {
+            patch: Some(patch),
+            unregistered_taint_missing: true,
+            ..
+        } = registration(
+            &c.0,
+            &[Arc::new(
+                node("a")
+                    .taints(&[("other", "NoSchedule")])
+                    .label(labels::DO_NOT_SYNC_TAINTS, "true")
+                    .0,
+            )],
+        )
+        else {
+            panic!("expected a sync warning about the missing taint")
+        };
+        assert!(patch.get("spec").is_none(), "{patch}");
+    }
+
+    #[test]
+    fn liveness_deadlines_count_from_creation() {
+        let config = LifecycleConfig::default();
+        let check = |c: C, minutes: i64, expected: Liveness| {
+            let now = t0() + chrono::Duration::minutes(minutes);
+            assert_eq!(liveness(&c.0, now, &config), expected, "{minutes} min");
+        };
+        check(claim(), 1, Liveness::Alive(Duration::from_secs(4 * 60)));
+        check(claim(), 5, Liveness::Expired("launch_timeout"));
+        check(
+            claim().condition(cond::LAUNCHED),
+            5,
+            Liveness::Alive(Duration::from_secs(10 * 60)),
+        );
+        check(
+            claim().condition(cond::LAUNCHED),
+            15,
+            Liveness::Expired("registration_timeout"),
+        );
+        check(
+            claim()
+                .condition(cond::LAUNCHED)
+                .condition(cond::REGISTERED),
+            60,
+            Liveness::NotApplicable,
+        );
+    }
+
+    #[test]
+    fn launch_errors_delete_or_retry() {
+        let check = |e: CloudProviderError, expected: &str| {
+            let got = match classify_launch_error("nc", &e) {
+                LaunchFailure::Delete { metric_reason, .. } => metric_reason.to_string(),
+                LaunchFailure::Retry { reason, .. } => reason,
+            };
+            assert_eq!(got, expected);
+        };
+        check(
+            CloudProviderError::insufficient_capacity("none", vec![]),
+            "insufficient_capacity",
+        );
+        check(
+            CloudProviderError::NodeClassNotReady {
+                message: "x".into(),
+            },
+            "nodeclass_not_ready",
+        );
+        check(
+            CloudProviderError::Create {
+                condition_reason: "InvalidAMIID".into(),
+                condition_message: "m".repeat(400),
+            },
+            "InvalidAMIID",
+        );
+        check(
+            CloudProviderError::other("throttled"),
+            reason::LAUNCH_FAILED,
+        );
+        assert_eq!(truncate_message(&"x".repeat(400)).len(), MESSAGE_LIMIT);
+        let own = BTreeMap::from([("zone".to_string(), "mine".to_string())]);
+        let resolved = BTreeMap::from([
+            ("zone".to_string(), "theirs".to_string()),
+            ("arch".to_string(), "amd64".to_string()),
+        ]);
+        assert_eq!(
+            merge_labels(&own, &resolved),
+            BTreeMap::from([
+                ("arch".to_string(), "amd64".to_string()),
+                ("zone".to_string(), "mine".to_string()),
+            ])
+        );
+    }
+
+    #[test]
+    fn garbage_collection_plan() {
+        let nc = |name: &str, pid: Option<&str>, registered: bool, ready: bool| GcNodeClaim {
+            name: name.into(),
+            provider_id: pid.map(String::from),
+            registered,
+            deleting: false,
+            node_ready: ready,
+        };
+        let instance = |name: &str, pid: &str, age_secs: i64| {
+            let mut i = claim().0;
+            i.metadata.name = Some(name.into());
+            i.metadata.creation_timestamp =
+                Some(to_time(t0() - chrono::Duration::seconds(age_secs)));
+            i.status.as_mut().unwrap().provider_id = Some(pid.into());
+            i
+        };
+        let claims = [
+            nc("alive", Some("p1"), true, false),
+            nc("vanished", Some("p2"), true, false),
+            nc("vanished-but-ready", Some("p3"), true, true),
+            nc("in-flight", None, false, false),
+        ];
+        let instances = [
+            instance("alive", "p1", 600),
+            instance("in-flight", "p4", 600),
+            instance("leaked", "p5", 600),
+            instance("young", "p6", 5),
+        ];
+        let plan = garbage_collect(&claims, &instances, t0(), Some(Duration::from_secs(30)));
+        assert_eq!(plan.delete_nodeclaims, ["vanished"]);
+        assert_eq!(plan.terminate_instances, ["p5"]);
+        assert!(
+            garbage_collect(&claims, &instances, t0(), None)
+                .terminate_instances
+                .is_empty()
+        );
+    }
+}

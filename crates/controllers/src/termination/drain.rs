@@ -168,6 +168,7 @@ pub fn plan(
             .collect();
     }
     out.evict.sort();
+    out.force_delete.sort_by(|a, b| a.pod.cmp(&b.pod));
     out.waiting.sort();
     out
 }
