@@ -16,6 +16,8 @@ pub struct Report {
     pub scenario: ScenarioSummary,
     /// The instance-type catalog used.
     pub catalog: CatalogSummary,
+    /// Wall time of preparing the NodePools' instance types for the solver once, milliseconds.
+    pub prepare_ms: f64,
     /// One entry per step, in order.
     pub steps: Vec<StepReport>,
     /// What this version does not simulate.
@@ -353,6 +355,11 @@ impl Report {
                 .collect();
             let _ = writeln!(out, "  daemonsets: {}", ds.join(", "));
         }
+        let _ = writeln!(
+            out,
+            "  solver:     instance types prepared once in {:.1} ms; each step's solve time below",
+            self.prepare_ms
+        );
         for note in &self.notes {
             let _ = writeln!(out, "  note: {note}");
         }
