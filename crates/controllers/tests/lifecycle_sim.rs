@@ -77,6 +77,12 @@ async fn nodeclaim_launches_registers_and_initializes() {
         1.0
     );
     assert_eq!(env.create_calls(), 1);
+    eventually(30, "consistency checked", || async {
+        env.nodeclaim("a")
+            .await
+            .filter(|nc| condition_true(nc, "ConsistentStateFound"))
+    })
+    .await;
     env.stop().await;
 }
 

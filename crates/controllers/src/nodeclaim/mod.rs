@@ -1,10 +1,12 @@
 //! The NodeClaim controllers: `nodeclaim.lifecycle` (finalizer, launch, registration,
-//! initialization, liveness, finalization) and `nodeclaim.garbagecollection` (NodeClaims whose
-//! instance vanished, and instances no NodeClaim owns).
+//! initialization, liveness, finalization), `nodeclaim.garbagecollection` (NodeClaims whose
+//! instance vanished, and instances no NodeClaim owns) and `nodeclaim.consistency` (the Node
+//! offers what the NodeClaim expected).
 //!
 //! Decisions are pure functions in [`plan`] over (NodeClaim, observed Node, now); the
 //! reconcilers read caches, call them, and apply what they return.
 
+pub mod consistency;
 pub mod garbagecollection;
 pub mod lifecycle;
 pub mod node_index;
@@ -108,6 +110,7 @@ pub async fn run(ctx: Arc<Context>, config: LifecycleConfig, shutdown: watch::Re
     let lifecycle = Arc::new(lifecycle::Lifecycle::new(config.clone(), index.clone()));
     tokio::join!(
         lifecycle.run(ctx.clone(), shutdown.clone()),
+        consistency::run(ctx.clone(), index.clone(), shutdown.clone()),
         garbagecollection::run(ctx, config, index.clone(), shutdown),
     );
     index.stop();
