@@ -74,6 +74,13 @@ async fn deleting_a_nodeclaim_drains_through_evictions_until_the_grace_period_fo
     })
     .await;
 
+    eventually(30, "lastPodEventTime stamped", || async {
+        env.nodeclaim("drain")
+            .await
+            .and_then(|nc| nc.status?.last_pod_event_time)
+    })
+    .await;
+
     Api::<NodeClaim>::all(env.client.clone())
         .delete("drain", &DeleteParams::default())
         .await

@@ -11,6 +11,7 @@ pub mod garbagecollection;
 pub mod lifecycle;
 pub mod node_index;
 pub mod plan;
+pub mod podevents;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,13 +105,14 @@ pub fn from_time(t: &Time) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-/// Runs `nodeclaim.lifecycle` and `nodeclaim.garbagecollection` until `shutdown` turns true.
+/// Runs `nodeclaim.lifecycle`, `.garbagecollection`, `.consistency` and `.podevents` until `shutdown` turns true.
 pub async fn run(ctx: Arc<Context>, config: LifecycleConfig, shutdown: watch::Receiver<bool>) {
     let index = NodeIndex::start(ctx.client.clone());
     let lifecycle = Arc::new(lifecycle::Lifecycle::new(config.clone(), index.clone()));
     tokio::join!(
         lifecycle.run(ctx.clone(), shutdown.clone()),
         consistency::run(ctx.clone(), index.clone(), shutdown.clone()),
+        podevents::run(ctx.clone(), shutdown.clone()),
         garbagecollection::run(ctx, config, index.clone(), shutdown),
     );
     index.stop();
