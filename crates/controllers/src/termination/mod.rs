@@ -360,11 +360,35 @@ impl Termination {
 
             // 5. Volumes.
             let past_deadline = deadline.is_some_and(|d| now >= d);
-            let blocking: Vec<String> = ctx
-                .state
-                .snapshot()
+            // Volumes of pods the drain leaves running never detach: do not wait for them.
+            let snapshot = ctx.state.snapshot();
+            let volumes = snapshot.volumes();
+            let kept_volumes: std::collections::BTreeSet<String> = pods
+                .iter()
+                .filter(|p| !drain::drainable(p, now, stuck))
+                .flat_map(|p| {
+                    let ns = p.metadata.namespace.clone().unwrap_or_default();
+                    p.spec
+                        .iter()
+                        .flat_map(|s| s.volumes.iter().flatten())
+                        .filter_map(|v| v.persistent_volume_claim.as_ref())
+                        .filter_map(|c| {
+                            volumes
+                                .pvcs
+                                .get(&format!("{ns}/{}", c.claim_name))
+                                .and_then(|pvc| pvc.volume_name.clone())
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let blocking: Vec<String> = snapshot
                 .volume_attachments_for_node(&name)
                 .iter()
+                .filter(|va| {
+                    va.persistent_volume
+                        .as_ref()
+                        .is_none_or(|pv| !kept_volumes.contains(pv))
+                })
                 .map(|va| va.name.clone())
                 .collect();
             if let Some(nc) = &nodeclaim {
