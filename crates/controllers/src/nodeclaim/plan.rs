@@ -420,8 +420,10 @@ pub struct GcNodeClaim {
 }
 
 /// Garbage collection: NodeClaims whose instance the provider no longer lists (and whose Node
-/// is not Ready) are deleted; instances listed with neither a NodeClaim of their name nor one
-/// with their provider ID, older than `min_age` and not shutting down, are terminated.
+/// is not Ready) are deleted; instances older than `min_age`, not shutting down, whose provider
+/// ID no NodeClaim records and whose name is not that of a NodeClaim still waiting for its
+/// provider ID, are terminated (this also catches a duplicate launched for a NodeClaim that
+/// recorded another instance).
 pub fn garbage_collect(
     nodeclaims: &[GcNodeClaim],
     instances: &[NodeClaim],
@@ -440,7 +442,13 @@ pub fn garbage_collect(
         }
     }
     if let Some(min_age) = leaked {
-        let names: BTreeSet<&str> = nodeclaims.iter().map(|n| n.name.as_str()).collect();
+        // A NodeClaim still without provider ID may be about to record this instance; one
+        // with a different provider ID has another instance, so this one is a duplicate.
+        let awaiting: BTreeSet<&str> = nodeclaims
+            .iter()
+            .filter(|n| n.provider_id.is_none())
+            .map(|n| n.name.as_str())
+            .collect();
         let pids: BTreeSet<&str> = nodeclaims
             .iter()
             .filter_map(|n| n.provider_id.as_deref())
@@ -460,7 +468,7 @@ pub fn garbage_collect(
                 });
             if old_enough
                 && i.metadata.deletion_timestamp.is_none()
-                && !names.contains(name)
+                && !awaiting.contains(name)
                 && !pids.contains(pid)
             {
                 plan.terminate_instances.push(pid.to_string());
@@ -797,10 +805,15 @@ mod tests {
             instance("in-flight", "p4", 600),
             instance("leaked", "p5", 600),
             instance("young", "p6", 5),
+            instance("alive", "p7", 600),
         ];
         let plan = garbage_collect(&claims, &instances, t0(), Some(Duration::from_secs(30)));
         assert_eq!(plan.delete_nodeclaims, ["vanished"]);
-        assert_eq!(plan.terminate_instances, ["p5"]);
+        assert_eq!(
+            plan.terminate_instances,
+            ["p5", "p7"],
+            "p7 duplicates alive's p1"
+        );
         assert!(
             garbage_collect(&claims, &instances, t0(), None)
                 .terminate_instances
