@@ -144,6 +144,17 @@ async fn a_launched_instance_registers_its_node_through_the_api() {
         "{name}"
     );
 
+    // The simulated kubelet learns which taints to lift from this annotation.
+    let announced = node
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .remove(karpenter_sim::cluster::STARTUP_TAINTS_ANNOTATION)
+        .expect("startup taints announced");
+    let patterns = karpenter_sim::cluster::node_agent::parse_startup_taints(&announced);
+    assert_eq!(patterns.len(), 1, "{announced}");
+
     let node_labels = node.metadata.labels.clone().unwrap();
     let expect = [
         (labels::HOSTNAME, name.as_str()),

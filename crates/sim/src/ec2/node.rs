@@ -134,10 +134,7 @@ pub fn node_object(instance: &SimInstance, kubelet_version: &str, now: DateTime<
         metadata: ObjectMeta {
             name: Some(instance.node_name.clone()),
             labels: Some(node_labels),
-            annotations: Some(BTreeMap::from([(
-                "alpha.kubernetes.io/provided-node-ip".to_string(),
-                instance.private_ip.clone(),
-            )])),
+            annotations: Some(node_annotations(instance)),
             ..Default::default()
         },
         spec: Some(NodeSpec {
@@ -205,4 +202,20 @@ pub fn node_object(instance: &SimInstance, kubelet_version: &str, now: DateTime<
             ..Default::default()
         }),
     }
+}
+
+/// The Node's annotations. The NodeClaim's startup taints are announced to the simulated kubelet
+/// (`crate::cluster` node agent) through [`crate::cluster::STARTUP_TAINTS_ANNOTATION`], the way a
+/// real node's own agents know which taints they will remove once they are up.
+fn node_annotations(instance: &SimInstance) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([(
+        "alpha.kubernetes.io/provided-node-ip".to_string(),
+        instance.private_ip.clone(),
+    )]);
+    if !instance.startup_taints.is_empty()
+        && let Ok(json) = serde_json::to_string(&instance.startup_taints)
+    {
+        annotations.insert(crate::cluster::STARTUP_TAINTS_ANNOTATION.to_string(), json);
+    }
+    annotations
 }
