@@ -49,7 +49,10 @@ pub const ALLOWED_WORKSPACE_EDGES: &[(&str, &[&str])] = &[
     ("karpenter-apimachinery", &[]),
     ("karpenter-catalog", &["karpenter-apis"]),
     ("karpenter-scheduling", &["karpenter-apis"]),
-    ("karpenter-disruption", &["karpenter-apis", "karpenter-scheduling"]),
+    (
+        "karpenter-disruption",
+        &["karpenter-apis", "karpenter-scheduling"],
+    ),
     (
         "karpenter-cloudprovider",
         &["karpenter-apis", "karpenter-scheduling"],
@@ -275,11 +278,7 @@ mod tests {
         items.iter().map(|s| s.to_string()).collect()
     }
 
-    fn check_case(
-        edges: &[(&str, &[&str])],
-        reach: &[(&str, &[&str])],
-        expected: &[Violation],
-    ) {
+    fn check_case(edges: &[(&str, &[&str])], reach: &[(&str, &[&str])], expected: &[Violation]) {
         let edges = edges.iter().map(|(k, v)| (k.to_string(), set(v))).collect();
         let reach = reach.iter().map(|(k, v)| (k.to_string(), set(v))).collect();
         assert_eq!(check(&edges, &reach), expected);

@@ -43,16 +43,7 @@ fn workspace_respects_architecture() {
     let mut reach: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for krate in edges.keys() {
         let tree = run(cargo().args([
-            "tree",
-            "--locked",
-            "-p",
-            krate,
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
+            "tree", "--locked", "-p", krate, "-e", "normal", "--prefix", "none", "--format", "{p}",
         ]));
         let names = tree
             .lines()

@@ -268,9 +268,9 @@ pub const EPHEMERAL_TAINTS: &[(&str, Option<&str>, &str)] = &[
 /// Whether a taint is one of the known ephemeral taints.
 pub fn is_ephemeral_taint(key: &str, value: Option<&str>, effect: &str) -> bool {
     key.starts_with(TAINT_READINESS_PREFIX)
-        || EPHEMERAL_TAINTS.iter().any(|(k, v, e)| {
-            *k == key && *e == effect && v.is_none_or(|v| Some(v) == value)
-        })
+        || EPHEMERAL_TAINTS
+            .iter()
+            .any(|(k, v, e)| *k == key && *e == effect && v.is_none_or(|v| Some(v) == value))
 }
 
 // ---- Finalizers ---------------------------------------------------------------------------
@@ -330,7 +330,11 @@ mod tests {
 
     #[test]
     fn ephemeral() {
-        assert!(is_ephemeral_taint("node.kubernetes.io/not-ready", None, "NoExecute"));
+        assert!(is_ephemeral_taint(
+            "node.kubernetes.io/not-ready",
+            None,
+            "NoExecute"
+        ));
         assert!(is_ephemeral_taint("readiness.k8s.io/x", None, "NoSchedule"));
         assert!(is_ephemeral_taint(
             "node.cloudprovider.kubernetes.io/uninitialized",
