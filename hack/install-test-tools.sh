@@ -55,8 +55,10 @@ echo "moto        $(installed_moto_version)  ($VENV, moto_server)"
 tool_ok() {
   # $1 = tool name, $2 = expected version prefix
   case "$1" in
-    kubectl) [[ -x "$BIN/kubectl" ]] && "$BIN/kubectl" version --client 2>/dev/null | grep -q "Client Version: $2" ;;
-    helm) [[ -x "$BIN/helm" ]] && "$BIN/helm" version --short 2>/dev/null | grep -q "^$2" ;;
+    # Capture, then match: `cmd | grep -q` under pipefail fails when grep exits early and the
+    # tool dies of SIGPIPE, which made fresh installs report a working binary as broken.
+    kubectl) [[ -x "$BIN/kubectl" ]] && [[ "$("$BIN/kubectl" version --client 2>/dev/null)" == *"Client Version: $2"* ]] ;;
+    helm) [[ -x "$BIN/helm" ]] && [[ "$("$BIN/helm" version --short 2>/dev/null)" == "$2"* ]] ;;
   esac
 }
 
