@@ -15,12 +15,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use karpenter_apis::labels;
 use karpenter_apis::nodepool::NodePool;
 use karpenter_catalog::PriceSource;
-use karpenter_scheduling::model::{NodeClassRef, first_untolerated};
-use karpenter_scheduling::quantity::parse_resource;
+use karpenter_scheduling::model::first_untolerated;
 use karpenter_scheduling::{
-    InstanceType, NodePoolView, NodeView, Offering, Operator, PodError, PodView, PreparedNodePools,
-    Rejection, RequirementSpec, Requirements, Resources, SchedulingInput, SolveOptions, Taint,
-    convert, solve_prepared,
+    InstanceType, NodePoolView, NodeView, Offering, PodError, PodView, PreparedNodePools,
+    Rejection, Requirements, Resources, SchedulingInput, SolveOptions, Taint, convert,
+    solve_prepared,
 };
 
 use super::instance_types::ClassCatalog;
@@ -42,68 +41,14 @@ fn summary(r: &Resources) -> ResourceSummary {
     }
 }
 
-/// A NodePool as the solver sees it, with its instance types from its EC2NodeClass's catalog.
+/// The solver's view of a NodePool: the scheduling crate's one conversion, with the NodePool
+/// named in any error.
 pub fn nodepool_view(
     np: &NodePool,
     instance_types: Vec<InstanceType>,
 ) -> anyhow::Result<NodePoolView> {
     let name = np.metadata.name.clone().unwrap_or_default();
-    let object = format!("NodePool {name:?}");
-    let t = &np.spec.template;
-    let specs = t
-        .spec
-        .requirements
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            Ok(RequirementSpec {
-                key: r.key.clone(),
-                operator: Operator::parse(r.operator.as_str()).ok_or_else(|| {
-                    anyhow!(
-                        "{object}: spec.template.spec.requirements[{i}].operator: unsupported {:?}",
-                        r.operator.as_str()
-                    )
-                })?,
-                values: r.values.clone(),
-                min_values: r.min_values,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let requirements = Requirements::from_specs(&specs)
-        .map_err(|e| anyhow!("{object}: spec.template.spec.requirements: {e}"))?;
-    let taints = |list: &[k8s_openapi::api::core::v1::Taint], field: &str| {
-        list.iter()
-            .map(|x| convert::taint(&object, x))
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("{object}: spec.template.spec.{field}"))
-    };
-    let limits = np
-        .spec
-        .limits
-        .iter()
-        .map(|(k, q)| {
-            parse_resource(k, &q.0)
-                .map(|v| (k.clone(), v))
-                .map_err(|e| anyhow!("{object}: spec.limits.{k}: {e}"))
-        })
-        .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
-    let r = &t.spec.node_class_ref;
-    Ok(NodePoolView {
-        name,
-        weight: np.spec.weight.unwrap_or(0),
-        requirements,
-        labels: t.metadata.labels.clone(),
-        annotations: t.metadata.annotations.clone(),
-        taints: taints(&t.spec.taints, "taints")?,
-        startup_taints: taints(&t.spec.startup_taints, "startupTaints")?,
-        limits,
-        node_class_ref: NodeClassRef {
-            group: r.group.clone(),
-            kind: r.kind.clone(),
-            name: r.name.clone(),
-        },
-        instance_types,
-    })
+    convert::nodepool_view(np, instance_types).with_context(|| format!("NodePool {name:?}"))
 }
 
 /// A pod of `owner` built from its template, as the solver sees it.
