@@ -1,34 +1,15 @@
 //! The embedded EC2 catalog as the solver's instance types, derived per EC2NodeClass.
 //!
-//! This is a private copy of `karpenter_sim::ec2::catalog::instance_type` (same rules) plus a
-//! zone filter: the binary does not depend on `karpenter-sim` yet. Unify when it does.
+//! The type conversion itself is the simulated EC2's (`karpenter_sim::ec2::catalog`); this
+//! module adds what a scenario's EC2NodeClass and zones change.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{anyhow, bail};
 use karpenter_apis::ec2nodeclass::{AmiFamily as ApiAmiFamily, EC2NodeClass, InstanceStorePolicy};
-use karpenter_apis::labels;
-use karpenter_catalog::{
-    AmiFamily, Catalog, CatalogInstanceType, CatalogOverhead, DerivationOptions, PriceSource,
-};
-use karpenter_scheduling::model::Overhead;
+use karpenter_catalog::{AmiFamily, Catalog, CatalogInstanceType, DerivationOptions, PriceSource};
+use karpenter_scheduling::InstanceType;
 use karpenter_scheduling::quantity::parse_resource;
-use karpenter_scheduling::{InstanceType, Offering, Requirement, Requirements, Resources};
-
-/// Keys an instance type never defines itself: they vary per offering (zone, capacity type,
-/// zone ID), come from the NodePool/NodeClass, or are resolved at launch (tenancy, which gets
-/// its own two-valued requirement). Same rule as `karpenter_sim::ec2::catalog`.
-const NOT_INSTANCE_TYPE_KEYS: &[&str] = &[
-    labels::ZONE,
-    labels::CAPACITY_TYPE,
-    labels::NODEPOOL,
-    labels::AWS_ZONE_ID,
-    labels::AWS_EC2NODECLASS,
-    labels::AWS_INSTANCE_TENANCY,
-];
-
-/// Tenancies an instance can be launched with.
-const TENANCIES: [&str; 2] = ["default", "dedicated"];
 
 /// The device a family's AMIs mount the kubelet root on when no mapping says `rootVolume`.
 fn default_root_device(family: ApiAmiFamily) -> &'static str {
@@ -152,63 +133,15 @@ fn apply_kubelet(catalog: &mut Catalog, class: &EC2NodeClass) -> anyhow::Result<
     Ok(())
 }
 
-fn resources(map: &BTreeMap<String, i64>) -> Resources {
-    let mut r = Resources::new();
-    for (name, amount) in map {
-        r.set(name, *amount);
-    }
-    r
-}
-
-fn overhead(o: &CatalogOverhead) -> Overhead {
-    Overhead {
-        kube_reserved: resources(&o.kube_reserved),
-        system_reserved: resources(&o.system_reserved),
-        eviction_threshold: resources(&o.eviction_threshold),
-    }
-}
-
-/// One catalog instance type as the solver sees it; offerings outside `zones` (when given)
-/// are dropped, as if no subnet existed there.
+/// One catalog instance type as the solver sees it (the simulated EC2's conversion, so the
+/// simulator and the simulated cloud agree); offerings outside `zones` (when given) are
+/// dropped, as if no subnet existed there.
 pub fn instance_type(t: &CatalogInstanceType, zones: Option<&BTreeSet<String>>) -> InstanceType {
-    let mut requirements = Requirements::new();
-    for (key, value) in &t.labels {
-        requirements.add(key, Requirement::in_values([value.clone()]));
+    let mut it = karpenter_sim::ec2::catalog::instance_type(t);
+    if let Some(zones) = zones {
+        it.offerings.retain(|o| zones.contains(&o.zone));
     }
-    // A well-known label the type lacks is `DoesNotExist`, so `Exists` selectors (e.g. a GPU
-    // count) only match types that have it.
-    for key in labels::CORE_WELL_KNOWN_LABELS
-        .iter()
-        .chain(labels::AWS_WELL_KNOWN_LABELS)
-    {
-        if !t.labels.contains_key(*key) && !NOT_INSTANCE_TYPE_KEYS.contains(key) {
-            requirements.add(key, Requirement::does_not_exist());
-        }
-    }
-    requirements.add(
-        labels::AWS_INSTANCE_TENANCY,
-        Requirement::in_values(TENANCIES),
-    );
-    let offerings = t
-        .offerings
-        .iter()
-        .filter(|o| zones.is_none_or(|z| z.contains(&o.zone)))
-        .map(|o| {
-            let mut offering = Offering::new(&o.zone, &o.capacity_type, o.price);
-            offering.available = o.available;
-            offering
-                .labels
-                .insert(labels::AWS_ZONE_ID.to_string(), o.zone_id.clone());
-            offering
-        })
-        .collect();
-    InstanceType {
-        name: t.name.clone(),
-        requirements,
-        capacity: resources(&t.capacity),
-        overhead: overhead(&t.overhead),
-        offerings,
-    }
+    it
 }
 
 /// The catalog derived for one EC2NodeClass, in both shapes: catalog (for price sources) and
@@ -259,6 +192,7 @@ impl ClassCatalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use karpenter_apis::labels;
 
     fn class(spec: serde_json::Value) -> EC2NodeClass {
         serde_json::from_value(serde_json::json!({
