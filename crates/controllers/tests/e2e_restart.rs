@@ -1,0 +1,284 @@
+//! The controller process killed (SIGKILL: no cleanup) at each step of a node's life and
+//! started again from nothing but the API server and the cloud: no NodeClaim is created
+//! twice for the same pods, no instance leaks, and every pod ends Running or the deleted node
+//! is fully terminated.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "e2e_env/mod.rs"]
+mod env;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use env::{
+    Leadership, Replica, World, WorldOptions, condition_true, deployment, eventually, nodeclass,
+    nodepool,
+};
+use karpenter_apis::labels;
+use karpenter_apis::nodeclaim::NodeClaim;
+use kube::api::{Api, DeleteParams};
+use serde_json::json;
+
+/// Pods of the workload each test runs: more than one node's worth, so several NodeClaims
+/// are in flight when the process dies.
+const PODS: i32 = 3;
+
+async fn setup(world: &World) {
+    world.apply(nodeclass("default")).await;
+    // Two-vCPU types only: each 1-CPU pod needs a node of its own.
+    world
+        .apply(nodepool(
+            "general",
+            json!({"template": {"spec": {
+                "requirements": [
+                    {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                    {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]},
+                    {"key": "karpenter.k8s.aws/instance-cpu", "operator": "In", "values": ["2"]}
+                ],
+                "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"}
+            }}}),
+        ))
+        .await;
+    world
+        .apply(deployment("default", "web", PODS, "1", json!({})))
+        .await;
+}
+
+fn names(claims: &[NodeClaim]) -> BTreeSet<String> {
+    claims
+        .iter()
+        .map(|nc| nc.metadata.name.clone().unwrap())
+        .collect()
+}
+
+/// Waits until the provisioner has decided for every pod (each has a `Nominated` event) and
+/// returns the NodeClaims then.
+async fn decided(world: &World) -> BTreeSet<String> {
+    eventually(60, "every pod nominated", async || {
+        let pods = world.pods("default").await;
+        if pods.len() != PODS as usize {
+            return None;
+        }
+        for p in &pods {
+            if world
+                .events(p.metadata.name.as_deref().unwrap(), "Nominated")
+                .await
+                .is_empty()
+            {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    names(&world.nodeclaims().await)
+}
+
+/// After the restart: the same NodeClaims (none added, none lost), one create call each,
+/// every pod Running, cloud and cluster in agreement.
+async fn settles_on(world: &World, claims: &BTreeSet<String>) {
+    eventually(60, "every pod Running", async || {
+        let phases = world.pod_phases("default", "web").await;
+        (phases.get("Running") == Some(&(PODS as usize)) && phases.len() == 1).then_some(())
+    })
+    .await;
+    eventually(30, "cloud and cluster agree", async || {
+        world.cloud_mismatch().await.is_none().then_some(())
+    })
+    .await;
+    let now = eventually(30, "every NodeClaim initialized", async || {
+        let now = world.nodeclaims().await;
+        now.iter()
+            .all(|nc| condition_true(nc, "Initialized"))
+            .then_some(now)
+    })
+    .await;
+    assert_eq!(&names(&now), claims, "no NodeClaim added or lost");
+    assert_eq!(
+        world.create_calls(),
+        claims.len(),
+        "one launch per NodeClaim"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_nodeclaim_create_before_launch() {
+    let world = World::start(WorldOptions::default()).await;
+    world.hold_creates(true);
+    let mut first = Replica::start(&world, "first", Leadership::Fixed);
+    setup(&world).await;
+    let claims = decided(&world).await;
+    assert_eq!(claims.len(), PODS as usize);
+    assert_eq!(world.create_calls(), 0, "the launches are still held");
+    first.kill();
+    world.hold_creates(false);
+
+    let second = Replica::start(&world, "second", Leadership::Fixed);
+    settles_on(&world, &claims).await;
+    assert_eq!(
+        second.counter("karpenter_nodeclaims_created_total", &[]),
+        0.0
+    );
+    second.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_launch_before_registration() {
+    // Nodes register long after launch, so the kill lands between the two.
+    let world = World::start(WorldOptions {
+        boot_delay: Duration::from_secs(3),
+        ..WorldOptions::default()
+    })
+    .await;
+    let mut first = Replica::start(&world, "first", Leadership::Fixed);
+    setup(&world).await;
+    let claims = decided(&world).await;
+    eventually(30, "every NodeClaim launched", async || {
+        let now = world.nodeclaims().await;
+        now.iter()
+            .all(|nc| condition_true(nc, "Launched"))
+            .then_some(())
+    })
+    .await;
+    first.kill();
+    let unregistered = world
+        .nodeclaims()
+        .await
+        .iter()
+        .filter(|nc| !condition_true(nc, "Registered"))
+        .count();
+
+    let second = Replica::start(&world, "second", Leadership::Fixed);
+    settles_on(&world, &claims).await;
+    // Registration was the new process's work.
+    assert!(unregistered > 0, "the kill came after registration");
+    assert!(second.counter("karpenter_nodes_created_total", &[]) >= unregistered as f64);
+    second.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_registration() {
+    let world = World::start(WorldOptions::default()).await;
+    let mut first = Replica::start(&world, "first", Leadership::Fixed);
+    setup(&world).await;
+    let claims = decided(&world).await;
+    eventually(30, "every NodeClaim registered", async || {
+        let now = world.nodeclaims().await;
+        now.iter()
+            .all(|nc| condition_true(nc, "Registered"))
+            .then_some(())
+    })
+    .await;
+    first.kill();
+
+    let second = Replica::start(&world, "second", Leadership::Fixed);
+    settles_on(&world, &claims).await;
+    for node in world.nodes().await {
+        let taints = node.spec.unwrap().taints.unwrap_or_default();
+        assert!(
+            !taints.iter().any(|t| t.key == labels::TAINT_UNREGISTERED),
+            "{taints:?}"
+        );
+    }
+    second.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_drain_the_node_still_terminates_fully() {
+    let world = World::start(WorldOptions::default()).await;
+    let mut first = Replica::start(&world, "first", Leadership::Fixed);
+    world.apply(nodeclass("default")).await;
+    world
+        .apply(nodepool(
+            "general",
+            json!({"template": {"spec": {
+                "requirements": [
+                    {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                    {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]}
+                ],
+                "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"},
+                "terminationGracePeriod": "8s"
+            }}}),
+        ))
+        .await;
+    world
+        .apply(deployment("default", "guarded", 1, "500m", json!({})))
+        .await;
+    world
+        .apply(
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "guarded", "namespace": "default"},
+            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "guarded"}}}}),
+        )
+        .await;
+    let node_name = eventually(60, "guarded pod Running", async || {
+        let pod = world
+            .pods("default")
+            .await
+            .into_iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))?;
+        pod.spec?.node_name
+    })
+    .await;
+    let claim = world
+        .nodeclaims()
+        .await
+        .into_iter()
+        .find(|nc| nc.status.as_ref().and_then(|s| s.node_name.as_ref()) == Some(&node_name))
+        .unwrap();
+    let claim_name = claim.metadata.name.clone().unwrap();
+    let provider_id = claim.status.unwrap().provider_id.unwrap();
+    Api::<NodeClaim>::all(world.client.clone())
+        .delete(&claim_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(30, "the PDB blocks the drain", async || {
+        world
+            .events(&node_name, "FailedDraining")
+            .await
+            .iter()
+            .any(|m| m.contains("PDB"))
+            .then_some(())
+    })
+    .await;
+    first.kill();
+    assert!(
+        world.node(&node_name).await.is_some(),
+        "still draining at the kill"
+    );
+
+    let second = Replica::start(&world, "second", Leadership::Fixed);
+    eventually(60, "NodeClaim and Node gone", async || {
+        (world.nodeclaim(&claim_name).await.is_none() && world.node(&node_name).await.is_none())
+            .then_some(())
+    })
+    .await;
+    assert!(
+        world
+            .live_instances()
+            .iter()
+            .all(|i| i.provider_id != provider_id),
+        "the instance terminated"
+    );
+    eventually(60, "the guarded pod runs elsewhere", async || {
+        let phases = world.pod_phases("default", "guarded").await;
+        (phases.get("Running") == Some(&1) && phases.len() == 1).then_some(())
+    })
+    .await;
+    eventually(30, "cloud and cluster agree", async || {
+        world.cloud_mismatch().await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(
+        world.nodeclaims().await.len(),
+        1,
+        "one replacement, no duplicate"
+    );
+    assert!(second.counter("karpenter_nodeclaims_terminated_total", &[]) >= 1.0);
+    second.stop().await;
+    world.stop().await;
+}
