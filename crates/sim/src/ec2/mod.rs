@@ -20,7 +20,8 @@
 //!   forgotten an hour (injected clock) later, as EC2 does.
 //! - **Nodes** register through the Kubernetes API when a registrar is attached
 //!   ([`SimulatedEc2::with_node_registrar`]), and are deleted through it when the instance
-//!   terminates.
+//!   terminates. Each Node carries its instance record, so a restarted simulation adopts the
+//!   instances it registered ([`SimulatedEc2::adopt_registered_nodes`], see [`adoption`]).
 //! - **Interruptions** ([`SimulatedEc2::interrupt_spot`] and friends) are broadcast as
 //!   [`InterruptionEvent`]s shaped after upstream's EventBridge messages.
 //! - **Scripting** for tests: queued errors per method, a create-call budget, recorded calls,
@@ -36,6 +37,7 @@
 //! (launch, boot, termination, the two-minute spot warning) use `tokio::time`, so tests pause
 //! tokio's clock and step the injected one alongside.
 
+pub mod adoption;
 pub mod catalog;
 pub mod events;
 pub mod node;
@@ -66,6 +68,9 @@ pub use events::{InstanceState, InterruptionEvent, InterruptionKind};
 /// The AWS provider's name: the simulation answers as that provider would, so metrics from a
 /// simulation line up with production dashboards.
 pub const PROVIDER_NAME: &str = "aws";
+
+/// The first private IPv4 address handed out (10.0.0.10); launch `n` gets this plus `n`.
+const FIRST_PRIVATE_IP: u32 = 0x0A00_000A;
 
 /// The AMI every amd64 instance is launched from.
 pub const IMAGE_ID_AMD64: &str = "ami-0f3c4a1b2d5e6f708";
@@ -139,6 +144,17 @@ pub enum SimEc2Error {
         /// The ID asked for.
         instance_id: String,
     },
+    /// Adoption needs a node registrar ([`SimulatedEc2::with_node_registrar`]).
+    #[error("adopting registered nodes needs a node registrar")]
+    NoRegistrar,
+    /// Listing the Nodes to adopt failed.
+    #[error("listing nodes labelled {label}: {source}")]
+    ListNodes {
+        /// The label selected on.
+        label: &'static str,
+        /// The API error.
+        source: kube::Error,
+    },
     /// The operation needs a spot instance.
     #[error("instance {instance_id} is {capacity_type}, not spot")]
     NotSpot {
@@ -157,6 +173,8 @@ impl SimEc2Error {
             SimEc2Error::InvalidConfig { .. } => "invalid_config",
             SimEc2Error::UnknownInstance { .. } => "unknown_instance",
             SimEc2Error::NotSpot { .. } => "not_spot",
+            SimEc2Error::NoRegistrar => "no_registrar",
+            SimEc2Error::ListNodes { .. } => "list_nodes",
         }
     }
 }
@@ -435,6 +453,64 @@ impl SimulatedEc2 {
     pub fn with_node_registrar(self, client: kube::Client, boot_delay: Duration) -> Self {
         *lock(&self.inner.registrar) = Some(node::Registrar { client, boot_delay });
         self
+    }
+
+    /// Rebuilds the instance table from the Nodes this simulation (in this or an earlier
+    /// process) registered, so `get`, `list` and `delete` by provider ID keep working across a
+    /// controller restart. Adopted instances are `running` with their Node registered;
+    /// instances already known are left alone. Later launches get instance IDs and addresses
+    /// (hence Node names) no adopted instance uses. Call it before the controllers start, and
+    /// again whenever this process takes over from another one (leader election).
+    pub async fn adopt_registered_nodes(&self) -> Result<adoption::Adoption, SimEc2Error> {
+        let registrar = lock(&self.inner.registrar)
+            .clone()
+            .ok_or(SimEc2Error::NoRegistrar)?;
+        let nodes = registrar
+            .list_labelled(adoption::INSTANCE_ID_LABEL)
+            .await
+            .map_err(|source| SimEc2Error::ListNodes {
+                label: adoption::INSTANCE_ID_LABEL,
+                source,
+            })?;
+        let mut result = adoption::Adoption::default();
+        let mut found = Vec::new();
+        for node in nodes {
+            let name = node.metadata.name.clone().unwrap_or_default();
+            match adoption::record_of(&node).and_then(|record| {
+                adoption::instance_from_record(
+                    record,
+                    name.clone(),
+                    &self.inner.types,
+                    &self.inner.catalog,
+                )
+            }) {
+                Ok(instance) => found.push(instance),
+                Err(reason) => result.skipped.push((name, reason)),
+            }
+        }
+        result.skipped.sort_by(|a, b| a.0.cmp(&b.0));
+        let now = self.inner.clock.now();
+        let mut st = lock(&self.inner.state);
+        for instance in found {
+            if let Some(seq) = adoption::launch_sequence(&instance.private_ip) {
+                st.launched = st.launched.max(seq.saturating_add(1));
+            }
+            if st.instances.contains_key(&instance.instance_id) {
+                result.already_known += 1;
+                continue;
+            }
+            result.adopted.push(instance.instance_id.clone());
+            st.instances.insert(instance.instance_id.clone(), instance);
+        }
+        result.adopted.sort();
+        if !result.adopted.is_empty() {
+            // The seed's ID sequence was used by the earlier process, including for instances
+            // that never registered (lost with it); a NodeClaim may still name one of those, so
+            // continue from a point that process did not reach.
+            let salt = u64::try_from(now.timestamp_nanos_opt().unwrap_or_default()).unwrap_or(0);
+            st.rng.0 ^= salt.rotate_left(29);
+        }
+        Ok(result)
     }
 
     /// The configuration.
@@ -903,11 +979,15 @@ impl Inner {
 
         let t = c.instance_type;
         let o = c.offering;
-        let instance_id = format!("i-0{:016x}", st.rng.next());
+        let mut instance_id = format!("i-0{:016x}", st.rng.next());
+        // Only adopted instances can collide (their IDs came from an earlier process).
+        while st.instances.contains_key(&instance_id) {
+            instance_id = format!("i-0{:016x}", st.rng.next());
+        }
         let n = st.launched;
         st.launched = st.launched.wrapping_add(1);
         // 10.0.0.0/8 from 10.0.0.10 upwards: unique and stable for a seed.
-        let ip_number = 0x0A00_000Au32.wrapping_add(n);
+        let ip_number = FIRST_PRIVATE_IP.wrapping_add(n);
         let octets = ip_number.to_be_bytes();
         let private_ip = format!("{}.{}.{}.{}", octets[0], octets[1], octets[2], octets[3]);
         let node_name = format!(

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use karpenter_apis::labels;
 use karpenter_cloudprovider::resource_list;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use super::SimInstance;
 
@@ -54,6 +54,21 @@ impl Registrar {
         }
     }
 
+    /// Every Node carrying `label` (any value), all pages.
+    pub(crate) async fn list_labelled(&self, label: &str) -> Result<Vec<Node>, kube::Error> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let mut params = ListParams::default().labels(label).limit(500);
+        let mut nodes = Vec::new();
+        loop {
+            let page = api.list(&params).await?;
+            nodes.extend(page.items);
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(nodes),
+            }
+        }
+    }
+
     /// Deletes the Node (finalizers hold it until Karpenter's termination releases it); an
     /// already-deleted Node counts as success.
     pub(crate) async fn delete(&self, name: &str) -> Result<(), kube::Error> {
@@ -89,6 +104,10 @@ pub fn node_object(instance: &SimInstance, kubelet_version: &str, now: DateTime<
     node_labels.insert(
         instance.node_class_label_key.clone(),
         instance.node_class_name.clone(),
+    );
+    node_labels.insert(
+        super::adoption::INSTANCE_ID_LABEL.to_string(),
+        instance.instance_id.clone(),
     );
 
     let mut taints: Vec<Taint> = Vec::new();
@@ -216,6 +235,15 @@ fn node_annotations(instance: &SimInstance) -> BTreeMap<String, String> {
         && let Ok(json) = serde_json::to_string(&instance.startup_taints)
     {
         annotations.insert(crate::cluster::STARTUP_TAINTS_ANNOTATION.to_string(), json);
+    }
+    match serde_json::to_string(&super::adoption::InstanceRecord::of(instance)) {
+        Ok(json) => {
+            annotations.insert(super::adoption::INSTANCE_ANNOTATION.to_string(), json);
+        }
+        // Only a restart would notice (the Node is not adopted); say so now.
+        Err(e) => {
+            tracing::error!(error = %e, node = %instance.node_name, "encoding the instance record failed")
+        }
     }
     annotations
 }
