@@ -147,6 +147,16 @@ pub struct Options {
     /// How often subnets are re-resolved (at least 1m).
     #[arg(long, env = "SUBNET_REFRESH_INTERVAL", default_value = "1m")]
     pub subnet_refresh_interval: String,
+
+    /// With `--cloud-provider simulated`: time from launch until a simulated instance runs.
+    #[arg(long, env = "SIMULATED_LAUNCH_DELAY", default_value = "2s")]
+    pub simulated_launch_delay: String,
+    /// With `--cloud-provider simulated`: time from a running instance until its Node registers.
+    #[arg(long, env = "SIMULATED_BOOT_DELAY", default_value = "3s")]
+    pub simulated_boot_delay: String,
+    /// With `--cloud-provider simulated`: time a terminating instance takes to be gone.
+    #[arg(long, env = "SIMULATED_TERMINATION_DELAY", default_value = "5s")]
+    pub simulated_termination_delay: String,
 }
 
 /// A setting that could not be used.
@@ -372,6 +382,18 @@ pub struct AwsConfig {
     pub subnet_refresh_interval: Duration,
 }
 
+/// The simulated cloud (`--cloud-provider simulated`): the embedded simulator's EC2, which
+/// registers Nodes through the Kubernetes API itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimulatedConfig {
+    /// Launch until running.
+    pub launch_delay: Duration,
+    /// Running until the Node registers.
+    pub boot_delay: Duration,
+    /// Termination start until gone.
+    pub termination_delay: Duration,
+}
+
 /// Everything the controller needs, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -400,6 +422,8 @@ pub struct Settings {
     pub runtime: RuntimeConfig,
     /// AWS settings; present when the cloud is AWS.
     pub aws: Option<AwsConfig>,
+    /// Simulated-cloud settings; present when the cloud is the simulator's.
+    pub simulated: Option<SimulatedConfig>,
 }
 
 fn invalid(
@@ -586,6 +610,9 @@ impl Settings {
             enable_zonal_shift,
             ami_refresh_interval,
             subnet_refresh_interval,
+            simulated_launch_delay,
+            simulated_boot_delay,
+            simulated_termination_delay,
         } = options;
 
         let cloud_provider = match cloud_provider.trim() {
@@ -841,6 +868,28 @@ impl Settings {
             }
             CloudProviderKind::Simulated => None,
         };
+        let simulated_values = SimulatedConfig {
+            launch_delay: parse_duration(
+                "SIMULATED_LAUNCH_DELAY",
+                "simulated-launch-delay",
+                &simulated_launch_delay,
+                Duration::ZERO,
+            )?,
+            boot_delay: parse_duration(
+                "SIMULATED_BOOT_DELAY",
+                "simulated-boot-delay",
+                &simulated_boot_delay,
+                Duration::ZERO,
+            )?,
+            termination_delay: parse_duration(
+                "SIMULATED_TERMINATION_DELAY",
+                "simulated-termination-delay",
+                &simulated_termination_delay,
+                Duration::ZERO,
+            )?,
+        };
+        let simulated =
+            (cloud_provider == CloudProviderKind::Simulated).then_some(simulated_values);
 
         Ok(Settings {
             cloud_provider,
@@ -855,6 +904,7 @@ impl Settings {
             unknown_feature_gates,
             runtime,
             aws,
+            simulated,
         })
     }
 }
@@ -1095,6 +1145,40 @@ mod tests {
                     }
                 );
             },
+        );
+    }
+
+    #[test]
+    fn simulated_cloud_settings() {
+        check(&[], |s| {
+            assert_eq!(
+                s.simulated,
+                Some(SimulatedConfig {
+                    launch_delay: Duration::from_secs(2),
+                    boot_delay: Duration::from_secs(3),
+                    termination_delay: Duration::from_secs(5),
+                })
+            );
+        });
+        check(
+            &[
+                "--simulated-launch-delay=100ms",
+                "--simulated-boot-delay=0s",
+                "--simulated-termination-delay=1m",
+            ],
+            |s| {
+                let sim = s.simulated.unwrap();
+                assert_eq!(sim.launch_delay, Duration::from_millis(100));
+                assert_eq!(sim.boot_delay, Duration::ZERO);
+                assert_eq!(sim.termination_delay, Duration::from_secs(60));
+            },
+        );
+        check(&["--cloud-provider=aws", "--cluster-name=c"], |s| {
+            assert_eq!(s.simulated, None)
+        });
+        check_err(
+            &["--simulated-boot-delay", "soon"],
+            "invalid value \"soon\" for SIMULATED_BOOT_DELAY (--simulated-boot-delay)",
         );
     }
 
@@ -1367,6 +1451,9 @@ mod tests {
             ("ENABLE_ZONAL_SHIFT", "true"),
             ("AMI_REFRESH_INTERVAL", "2m"),
             ("SUBNET_REFRESH_INTERVAL", "3m"),
+            ("SIMULATED_LAUNCH_DELAY", "1s"),
+            ("SIMULATED_BOOT_DELAY", "2s"),
+            ("SIMULATED_TERMINATION_DELAY", "3s"),
         ];
         // The same values as flags, derived mechanically: FOO_BAR=v → --foo-bar=v.
         let flags: Vec<String> = env
