@@ -13,6 +13,7 @@ use env::{
     nodeclass, nodepool,
 };
 use k8s_openapi::api::coordination::v1::Lease;
+use karpenter_controllers::operator::Stopped;
 use kube::api::Api;
 use serde_json::json;
 
@@ -116,5 +117,66 @@ async fn only_the_leader_acts_and_a_killed_leader_is_replaced() {
     .await;
     b.stop().await;
     a.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_is_taken_stops_every_controller() {
+    let world = World::start(WorldOptions::default()).await;
+    let mut replica = Replica::start(&world, "a", Leadership::lease("a", LEASE));
+    eventually(30, "leading", async || replica.is_leading().then_some(())).await;
+    world.apply(nodeclass("default")).await;
+    world.apply(nodepool("general", json!({}))).await;
+
+    // Someone else takes the Lease (as `kubectl edit` could).
+    let leases = Api::<Lease>::namespaced(world.client.clone(), LEASE_NAMESPACE);
+    // The leader renews all the while: retry on a write conflict.
+    eventually(30, "the Lease taken", async || {
+        let mut lease = leases.get(LEASE_NAME).await.unwrap();
+        let spec = lease.spec.as_mut().unwrap();
+        spec.holder_identity = Some("intruder".to_string());
+        spec.lease_duration_seconds = Some(3600);
+        leases
+            .replace(LEASE_NAME, &Default::default(), &lease)
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(
+        replica.operator_stopped(30).await,
+        Some(Stopped::LostLeadership)
+    );
+    assert!(!replica.is_leading());
+
+    // Nothing acts on pods that arrive now, over several batch windows.
+    world
+        .apply(deployment("default", "orphaned", 2, "1", json!({})))
+        .await;
+    eventually(30, "the pods exist", async || {
+        (world.pod_phases("default", "orphaned").await.get("Pending") == Some(&2)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(3 * env::settings().batch_max_duration).await;
+    assert!(world.nodeclaims().await.is_empty());
+    assert_eq!(
+        replica.counter("karpenter_nodeclaims_created_total", &[]),
+        0.0
+    );
+
+    // The process exits on losing the lease and is restarted; it leads once the Lease is
+    // free again.
+    replica.kill();
+    leases
+        .patch(
+            LEASE_NAME,
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"holderIdentity": null}})),
+        )
+        .await
+        .unwrap();
+    let restarted = Replica::start(&world, "a", Leadership::lease("a", LEASE));
+    running(&world, "orphaned", 2).await;
+    assert!(restarted.counter("karpenter_nodeclaims_created_total", &[]) >= 1.0);
+    restarted.stop().await;
     world.stop().await;
 }

@@ -125,6 +125,36 @@ async fn killed_after_nodeclaim_create_before_launch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_cloud_launched_before_the_answer_was_recorded() {
+    let world = World::start(WorldOptions::default()).await;
+    world.hold_create_answers(true);
+    let mut first = Replica::start(&world, "first", Leadership::Fixed);
+    setup(&world).await;
+    let claims = decided(&world).await;
+    eventually(30, "every launch reached the cloud", async || {
+        (world.create_calls() == claims.len()).then_some(())
+    })
+    .await;
+    first.kill();
+    world.hold_create_answers(false);
+    assert!(
+        world.nodeclaims().await.iter().all(|nc| nc
+            .status
+            .as_ref()
+            .and_then(|s| s.provider_id.as_ref())
+            .is_none()),
+        "no launch was recorded"
+    );
+    assert_eq!(world.live_instances().len(), claims.len());
+
+    // The new process adopts the instances instead of launching again.
+    let second = Replica::start(&world, "second", Leadership::Fixed);
+    settles_on(&world, &claims).await;
+    second.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_launch_before_registration() {
     // Nodes register long after launch, so the kill lands between the two.
     let world = World::start(WorldOptions {
@@ -280,5 +310,39 @@ async fn killed_mid_drain_the_node_still_terminates_fully() {
     );
     assert!(second.counter("karpenter_nodeclaims_terminated_total", &[]) >= 1.0);
     second.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_again_and_again_while_scaling_up_settles_on_one_node_per_pod() {
+    const SCALED: usize = 6;
+    let world = World::start(WorldOptions::default()).await;
+    let mut replica = Replica::start(&world, "r0", Leadership::Fixed);
+    setup(&world).await;
+    world.scale("default", "web", SCALED as i32).await;
+    // Crashes land at different points of batching, creating, launching and registering.
+    for (i, pause_ms) in [150u64, 400, 250, 700, 100, 550, 300]
+        .into_iter()
+        .enumerate()
+    {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        replica.kill();
+        replica = Replica::start(&world, &format!("r{}", i + 1), Leadership::Fixed);
+    }
+    eventually(90, "every pod Running", async || {
+        let phases = world.pod_phases("default", "web").await;
+        (phases.get("Running") == Some(&SCALED) && phases.len() == 1).then_some(())
+    })
+    .await;
+    eventually(30, "cloud and cluster agree", async || {
+        world.cloud_mismatch().await.is_none().then_some(())
+    })
+    .await;
+    // Each 1-CPU pod needs a 2-vCPU node of its own: one more NodeClaim would be a duplicate
+    // (nothing consolidates here, so it would stay).
+    let claims = world.nodeclaims().await;
+    assert_eq!(claims.len(), SCALED, "{:?}", names(&claims));
+    assert_eq!(world.create_calls(), SCALED, "one launch per NodeClaim");
+    replica.stop().await;
     world.stop().await;
 }

@@ -89,6 +89,8 @@ pub struct World {
     pub ec2: Arc<SimulatedEc2>,
     /// Gate on replicas' create calls (see [`World::hold_creates`]).
     create_gate: watch::Sender<bool>,
+    /// Gate on the answers of replicas' create calls (see [`World::hold_create_answers`]).
+    answer_gate: watch::Sender<bool>,
     /// The test's runtime, where the cluster and the cloud run.
     runtime: tokio::runtime::Handle,
 }
@@ -123,11 +125,13 @@ impl World {
         .unwrap()
         .with_node_registrar(client.clone(), options.boot_delay);
         let (create_gate, _) = watch::channel(false);
+        let (answer_gate, _) = watch::channel(false);
         World {
             cluster,
             client,
             ec2: Arc::new(ec2),
             create_gate,
+            answer_gate,
             runtime: tokio::runtime::Handle::current(),
         }
     }
@@ -141,6 +145,12 @@ impl World {
     /// call that a crash cancels before it was sent).
     pub fn hold_creates(&self, hold: bool) {
         self.create_gate.send_replace(hold);
+    }
+
+    /// While `true`, replicas' `create` calls launch the instance but their answer waits on the
+    /// replica's side (a crash after EC2 acted, before the process recorded the result).
+    pub fn hold_create_answers(&self, hold: bool) {
+        self.answer_gate.send_replace(hold);
     }
 
     /// Creates every object of a (multi-document) YAML manifest, as `kubectl create -f`.
@@ -440,13 +450,15 @@ pub fn settings() -> ControllerSettings {
 }
 
 /// The simulated EC2 as a replica's cloud provider: each call runs as a task on the world's
-/// runtime (where the instance's launch/boot/termination tasks must live), and `create` first
-/// waits at the world's gate on the replica's own runtime, so a crash while held cancels a
-/// call that never reached the cloud.
+/// runtime (where the instance's launch/boot/termination tasks must live). `create` waits at
+/// the world's gates on the replica's own runtime: before the call (a crash while held
+/// cancels a call that never reached the cloud) and after it (a crash while held loses the
+/// answer of a launch that happened).
 pub struct CloudOnWorld {
     ec2: Arc<SimulatedEc2>,
     world: tokio::runtime::Handle,
     gate: watch::Receiver<bool>,
+    answer_gate: watch::Receiver<bool>,
 }
 
 impl CloudOnWorld {
@@ -468,7 +480,10 @@ impl CloudProvider for CloudOnWorld {
         let mut gate = self.gate.clone();
         let _ = gate.wait_for(|held| !*held).await;
         let (ec2, nc) = (self.ec2.clone(), node_claim.clone());
-        self.call(async move { ec2.create(&nc).await }).await
+        let answer = self.call(async move { ec2.create(&nc).await }).await;
+        let mut gate = self.answer_gate.clone();
+        let _ = gate.wait_for(|held| !*held).await;
+        answer
     }
 
     async fn delete(&self, node_claim: &NodeClaim) -> karpenter_cloudprovider::Result<()> {
@@ -587,6 +602,7 @@ impl Replica {
             ec2: world.ec2.clone(),
             world: world.runtime.clone(),
             gate: world.create_gate.subscribe(),
+            answer_gate: world.answer_gate.subscribe(),
         });
         let ctx = Arc::new(Context::new(
             client.clone(),
@@ -632,20 +648,32 @@ impl Replica {
         self.election.take();
     }
 
-    /// Graceful stop: shutdown signal, wait for the operator, release the Lease.
-    pub async fn stop(mut self) -> Option<Stopped> {
+    /// Graceful stop: shutdown signal, wait for the operator, release the Lease. Fails the
+    /// test if the operator does not return `Shutdown` (a controller that ignores shutdown).
+    pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
-        let stopped = match self.operator.take() {
-            Some(h) => tokio::time::timeout(Duration::from_secs(20), h)
-                .await
-                .ok()
-                .and_then(Result::ok),
-            None => None,
-        };
+        if let Some(h) = self.operator.take() {
+            let stopped = tokio::time::timeout(Duration::from_secs(20), h).await;
+            assert!(
+                matches!(stopped, Ok(Ok(Stopped::Shutdown))),
+                "replica {}: operator::run did not shut down: {stopped:?}",
+                self.name
+            );
+        }
         if let (Some(election), Some(rt)) = (self.election.take(), self.runtime.as_ref()) {
             let _ = rt.spawn(election.shutdown()).await;
         }
         self.kill();
+    }
+
+    /// Waits (up to `secs`) for `operator::run` to return on its own, and says why it did.
+    pub async fn operator_stopped(&mut self, secs: u64) -> Option<Stopped> {
+        let handle = self.operator.as_mut()?;
+        let stopped = tokio::time::timeout(Duration::from_secs(secs), handle)
+            .await
+            .ok()?
+            .ok();
+        self.operator.take();
         stopped
     }
 
