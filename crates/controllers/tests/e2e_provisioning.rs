@@ -15,7 +15,9 @@ use env::{
     deployment, eventually, label_of, nodeclass, nodepool, pod,
 };
 use karpenter_apis::labels;
+use karpenter_apis::nodepool::NodePool;
 use karpenter_cloudprovider::OfferingKey;
+use kube::api::Api;
 use serde_json::json;
 
 /// Seed 000 (eksdemo's Karpenter install): the default NodePool and EC2NodeClass exactly as
@@ -223,12 +225,36 @@ async fn seed_000_inflate_spreads_over_three_zones_and_scales_to_twenty() {
         world.cloud_mismatch().await.is_none().then_some(())
     })
     .await;
-    assert!(
+    // Nothing was deleted: every NodeClaim ever created is still here, and registered once.
+    assert_eq!(
         replica.counter(
             "karpenter_nodeclaims_created_total",
             &[("nodepool", "default")]
-        ) >= claims.len() as f64
+        ),
+        claims.len() as f64
     );
+    assert_eq!(
+        replica.counter("karpenter_nodes_created_total", &[("nodepool", "default")]),
+        claims.len() as f64
+    );
+    // nodepool.counter sums the pool's Nodes into its status.
+    let node_cpu: i64 = world
+        .nodes()
+        .await
+        .iter()
+        .map(|n| cpu_millis(&n.status.as_ref().unwrap().capacity.as_ref().unwrap()["cpu"].0))
+        .sum();
+    eventually(30, "NodePool status counts the nodes", async || {
+        let np = Api::<NodePool>::all(world.client.clone())
+            .get("default")
+            .await
+            .unwrap();
+        let status = np.status?;
+        (status.nodes == Some(claims.len() as i64)
+            && cpu_millis(&status.resources.get("cpu")?.0) == node_cpu)
+            .then_some(())
+    })
+    .await;
     replica.stop().await;
     world.stop().await;
 }

@@ -346,3 +346,54 @@ async fn killed_again_and_again_while_scaling_up_settles_on_one_node_per_pod() {
     replica.stop().await;
     world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodeclaim_deleted_while_its_launch_answer_was_lost_leaves_no_instance() {
+    let world = World::start(WorldOptions::default()).await;
+    world.hold_create_answers(true);
+    let mut first = Replica::start(&world, "first", Leadership::Fixed);
+    setup(&world).await;
+    let claims = decided(&world).await;
+    eventually(30, "every launch reached the cloud", async || {
+        (world.create_calls() == claims.len()).then_some(())
+    })
+    .await;
+    first.kill();
+    world.hold_create_answers(false);
+    // The user deletes one NodeClaim while no controller runs; its instance exists but no
+    // NodeClaim records it.
+    let victim = claims.iter().next().unwrap().clone();
+    Api::<NodeClaim>::all(world.client.clone())
+        .delete(&victim, &DeleteParams::default())
+        .await
+        .unwrap();
+
+    // Without the leaked-instance sweep: finalization itself must find the instance.
+    let mut config = env::operator_config();
+    config.lifecycle.gc_leaked_instances = false;
+    let second = Replica::start_with(&world, "second", Leadership::Fixed, config);
+    eventually(60, "the deleted NodeClaim is gone", async || {
+        world.nodeclaim(&victim).await.is_none().then_some(())
+    })
+    .await;
+    eventually(60, "every pod Running", async || {
+        let phases = world.pod_phases("default", "web").await;
+        (phases.get("Running") == Some(&(PODS as usize)) && phases.len() == 1).then_some(())
+    })
+    .await;
+    eventually(30, "cloud and cluster agree", async || {
+        world.cloud_mismatch().await.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        world
+            .live_instances()
+            .iter()
+            .all(|i| i.node_claim != victim),
+        "the deleted NodeClaim's instance terminated"
+    );
+    // Its pod got exactly one replacement.
+    assert_eq!(world.nodeclaims().await.len(), PODS as usize);
+    second.stop().await;
+    world.stop().await;
+}

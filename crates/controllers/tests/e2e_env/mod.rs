@@ -554,6 +554,16 @@ impl Replica {
     /// Starts a fresh replica against `world`: nothing carries over from earlier replicas but
     /// what is in the API server and the cloud.
     pub fn start(world: &World, name: &str, leadership: Leadership) -> Replica {
+        Replica::start_with(world, name, leadership, operator_config())
+    }
+
+    /// [`Replica::start`] with other controller timings.
+    pub fn start_with(
+        world: &World,
+        name: &str,
+        leadership: Leadership,
+        config: OperatorConfig,
+    ) -> Replica {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name(format!("replica-{name}"))
@@ -617,7 +627,7 @@ impl Replica {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let operator = runtime.spawn(operator::run(
             ctx.clone(),
-            operator_config(),
+            config,
             eviction_client,
             shutdown_rx,
         ));
