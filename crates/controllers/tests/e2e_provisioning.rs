@@ -447,3 +447,130 @@ async fn insufficient_capacity_deletes_the_claim_and_the_next_batch_takes_anothe
     replica.stop().await;
     world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonset_overhead_is_reserved_on_every_new_node() {
+    let world = World::start(WorldOptions::default()).await;
+    let replica = Replica::start(&world, "solo", Leadership::Fixed);
+    world.apply(nodeclass("default")).await;
+    world.apply(nodepool("general", json!({}))).await;
+    world
+        .apply(json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                     "template": {"metadata": {"labels": {"app": "agent"}},
+                                  "spec": {"tolerations": [{"operator": "Exists"}],
+                                           "containers": [{"name": "c", "image": "agent",
+                                                           "resources": {"requests": {"cpu": "500m"}}}]}}}}))
+        .await;
+    // 1500m + the daemon's 500m does not fit the cheapest (2-vCPU, 1930m allocatable) types.
+    world
+        .apply(deployment("default", "web", 2, "1500m", json!({})))
+        .await;
+    all_running(&world, "default", "web", 2).await;
+    let nodes = world.nodes().await;
+    eventually(30, "a daemon pod Running on every node", async || {
+        (world.pod_phases("default", "agent").await.get("Running") == Some(&nodes.len()))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(world.pod_phases("default", "agent").await.len(), 1);
+    let claims = world.nodeclaims().await;
+    assert_eq!(claims.len(), nodes.len());
+    for nc in &claims {
+        let allocatable = cpu_millis(&nc.status.as_ref().unwrap().allocatable["cpu"].0);
+        assert!(
+            allocatable >= 2000,
+            "{allocatable}m cannot hold a pod and the daemon"
+        );
+    }
+    replica.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_taints_hold_initialization_until_they_are_gone() {
+    let world = World::start(WorldOptions::default()).await;
+    let replica = Replica::start(&world, "solo", Leadership::Fixed);
+    world.apply(nodeclass("default")).await;
+    world
+        .apply(nodepool(
+            "general",
+            json!({"template": {"spec": {
+                "requirements": [
+                    {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                    {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]}
+                ],
+                "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"},
+                "startupTaints": [{"key": "example.com/agent-not-ready", "effect": "NoSchedule"}]
+            }}}),
+        ))
+        .await;
+    world
+        .apply(deployment("default", "web", 2, "1", json!({})))
+        .await;
+    all_running(&world, "default", "web", 2).await;
+    let claims = eventually(30, "NodeClaims initialized", async || {
+        let claims = world.nodeclaims().await;
+        claims
+            .iter()
+            .all(|nc| condition_true(nc, "Initialized"))
+            .then_some(claims)
+    })
+    .await;
+    for nc in &claims {
+        assert_eq!(nc.spec.startup_taints.len(), 1);
+    }
+    for node in world.nodes().await {
+        let taints = node.spec.unwrap().taints.unwrap_or_default();
+        assert!(
+            !taints
+                .iter()
+                .any(|t| t.key == "example.com/agent-not-ready"),
+            "{taints:?}"
+        );
+    }
+    assert_eq!(world.cloud_mismatch().await, None);
+    replica.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heavier_pool_at_its_limit_leaves_the_rest_to_a_lighter_one() {
+    let world = World::start(WorldOptions::default()).await;
+    let replica = Replica::start(&world, "solo", Leadership::Fixed);
+    world.apply(nodeclass("default")).await;
+    world
+        .apply(nodepool(
+            "preferred",
+            json!({"weight": 100, "limits": {"cpu": "2"}}),
+        ))
+        .await;
+    world
+        .apply(nodepool("fallback", json!({"weight": 10})))
+        .await;
+    world
+        .apply(deployment("default", "web", 4, "1", json!({})))
+        .await;
+    all_running(&world, "default", "web", 4).await;
+    let claims = world.nodeclaims().await;
+    let preferred: Vec<_> = claims
+        .iter()
+        .filter(|nc| env::nodepool_of(nc).as_deref() == Some("preferred"))
+        .cloned()
+        .collect();
+    assert!(!preferred.is_empty(), "the heavier pool is used first");
+    assert!(
+        claimed_cpu_millis(&preferred) <= 2000,
+        "{}m",
+        claimed_cpu_millis(&preferred)
+    );
+    assert!(
+        claims
+            .iter()
+            .any(|nc| env::nodepool_of(nc).as_deref() == Some("fallback"))
+    );
+    assert_eq!(world.cloud_mismatch().await, None);
+    replica.stop().await;
+    world.stop().await;
+}

@@ -209,6 +209,12 @@ impl World {
                     .await
                     .unwrap(),
             ),
+            "DaemonSet" => drop(
+                Api::<k8s_openapi::api::apps::v1::DaemonSet>::namespaced(c, &ns)
+                    .create(&pp, &serde_json::from_value(v).unwrap())
+                    .await
+                    .unwrap(),
+            ),
             "PodDisruptionBudget" => drop(
                 Api::<PodDisruptionBudget>::namespaced(c, &ns)
                     .create(&pp, &serde_json::from_value(v).unwrap())
