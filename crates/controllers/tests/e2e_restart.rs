@@ -397,3 +397,75 @@ async fn a_nodeclaim_deleted_while_its_launch_answer_was_lost_leaves_no_instance
     second.stop().await;
     world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_again_and_again_while_every_node_drains() {
+    let world = World::start(WorldOptions::default()).await;
+    let mut replica = Replica::start(&world, "r0", Leadership::Fixed);
+    setup(&world).await;
+    world
+        .apply(
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}}),
+        )
+        .await;
+    let claims = decided(&world).await;
+    settles_on(&world, &claims).await;
+    let old_instances: BTreeSet<String> = world
+        .live_instances()
+        .into_iter()
+        .map(|i| i.instance_id)
+        .collect();
+    let old_nodes: BTreeSet<String> = world
+        .nodes()
+        .await
+        .into_iter()
+        .map(|n| n.metadata.name.unwrap())
+        .collect();
+    for name in &claims {
+        Api::<NodeClaim>::all(world.client.clone())
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    for (i, pause_ms) in [300u64, 600, 200, 900, 400].into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        replica.kill();
+        replica = Replica::start(&world, &format!("r{}", i + 1), Leadership::Fixed);
+    }
+    eventually(90, "the old NodeClaims and Nodes gone", async || {
+        let claims_left = world
+            .nodeclaims()
+            .await
+            .iter()
+            .any(|nc| claims.contains(nc.metadata.name.as_ref().unwrap()));
+        let nodes_left = world
+            .nodes()
+            .await
+            .iter()
+            .any(|n| old_nodes.contains(n.metadata.name.as_ref().unwrap()));
+        (!claims_left && !nodes_left).then_some(())
+    })
+    .await;
+    assert!(
+        world
+            .live_instances()
+            .iter()
+            .all(|i| !old_instances.contains(&i.instance_id)),
+        "every old instance terminated"
+    );
+    eventually(60, "every pod Running on the replacements", async || {
+        let phases = world.pod_phases("default", "web").await;
+        (phases.get("Running") == Some(&(PODS as usize)) && phases.len() == 1).then_some(())
+    })
+    .await;
+    eventually(30, "cloud and cluster agree", async || {
+        world.cloud_mismatch().await.is_none().then_some(())
+    })
+    .await;
+    // One replacement per pod (each needs a node of its own), none twice.
+    assert_eq!(world.nodeclaims().await.len(), PODS as usize);
+    replica.stop().await;
+    world.stop().await;
+}
