@@ -215,6 +215,18 @@ impl World {
                     .await
                     .unwrap(),
             ),
+            "PersistentVolume" => drop(
+                Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(c)
+                    .create(&pp, &serde_json::from_value(v).unwrap())
+                    .await
+                    .unwrap(),
+            ),
+            "PersistentVolumeClaim" => drop(
+                Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(c, &ns)
+                    .create(&pp, &serde_json::from_value(v).unwrap())
+                    .await
+                    .unwrap(),
+            ),
             "PodDisruptionBudget" => drop(
                 Api::<PodDisruptionBudget>::namespaced(c, &ns)
                     .create(&pp, &serde_json::from_value(v).unwrap())
