@@ -574,3 +574,83 @@ async fn a_heavier_pool_at_its_limit_leaves_the_rest_to_a_lighter_one() {
     replica.stop().await;
     world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_not_ready_nodeclass_holds_provisioning_until_it_is_ready() {
+    let world = World::start(WorldOptions::default()).await;
+    let replica = Replica::start(&world, "solo", Leadership::Fixed);
+    world.apply(nodeclass("default")).await;
+    let classes = Api::<karpenter_apis::ec2nodeclass::EC2NodeClass>::all(world.client.clone());
+    let set_ready = async |status: &str| {
+        classes
+            .patch_status(
+                "default",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"status": {"conditions": [{
+                    "type": "Ready", "status": status, "reason": if status == "True" { "Ready" } else { "AMINotFound" },
+                    "message": if status == "True" { "" } else { "no AMI matched" },
+                    "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]}})),
+            )
+            .await
+            .unwrap();
+    };
+    set_ready("False").await;
+    world.apply(nodepool("general", json!({}))).await;
+    eventually(30, "the NodePool mirrors the NodeClass", async || {
+        let np = Api::<NodePool>::all(world.client.clone())
+            .get("general")
+            .await
+            .unwrap();
+        let c = np.status?.conditions;
+        let nc_ready = karpenter_apis::conditions::get(&c, "NodeClassReady")?;
+        (nc_ready.reason == "AMINotFound" && !karpenter_apis::conditions::is_true(&c, "Ready"))
+            .then_some(())
+    })
+    .await;
+    world
+        .apply(deployment("default", "web", 1, "1", json!({})))
+        .await;
+    let before = solves(&replica);
+    tokio::time::sleep(3 * env::settings().batch_max_duration).await;
+    assert!(
+        world.nodeclaims().await.is_empty(),
+        "nothing launches from a not-ready class"
+    );
+    // Once the class is Ready the pool follows and the pending pod is provisioned.
+    set_ready("True").await;
+    all_running(&world, "default", "web", 1).await;
+    assert_eq!(world.nodeclaims().await.len(), 1);
+    assert!(solves(&replica) > before);
+    replica.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_launch_is_retried_on_the_same_nodeclaim() {
+    let world = World::start(WorldOptions::default()).await;
+    world.ec2.next_error(
+        karpenter_cloudprovider::Method::Create,
+        karpenter_cloudprovider::CloudProviderError::Create {
+            condition_reason: "LaunchTemplateNotFound".to_string(),
+            condition_message: "the launch template vanished".to_string(),
+        },
+    );
+    let replica = Replica::start(&world, "solo", Leadership::Fixed);
+    world.apply(nodeclass("default")).await;
+    world.apply(nodepool("general", json!({}))).await;
+    world
+        .apply(deployment("default", "web", 1, "1", json!({})))
+        .await;
+    all_running(&world, "default", "web", 1).await;
+    let claims = world.nodeclaims().await;
+    assert_eq!(claims.len(), 1, "retried, not replaced");
+    assert!(condition_true(&claims[0], "Launched"));
+    assert_eq!(world.create_calls(), 2);
+    assert_eq!(
+        replica.counter("karpenter_nodeclaims_created_total", &[]),
+        1.0
+    );
+    assert_eq!(world.cloud_mismatch().await, None);
+    replica.stop().await;
+    world.stop().await;
+}
