@@ -188,3 +188,61 @@ async fn deleting_a_nodeclaim_drains_it_the_grace_period_forces_the_pdb_and_ever
     replica.stop().await;
     world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodeclaim_whose_node_never_registers_is_replaced_after_the_registration_timeout() {
+    // A bootstrap that never joins the cluster.
+    let world = World::start(WorldOptions {
+        register_nodes: false,
+        ..WorldOptions::default()
+    })
+    .await;
+    let mut config = env::operator_config();
+    config.lifecycle.registration_timeout = std::time::Duration::from_secs(2);
+    let replica = env::Replica::start_with(&world, "solo", Leadership::Fixed, config);
+    world.apply(nodeclass("default")).await;
+    world.apply(nodepool("general", json!({}))).await;
+    world
+        .apply(deployment("default", "web", 1, "1", json!({})))
+        .await;
+    let first = eventually(30, "a launched NodeClaim", async || {
+        world
+            .nodeclaims()
+            .await
+            .into_iter()
+            .find(|nc| env::condition_true(nc, "Launched"))
+    })
+    .await;
+    let first_name = first.name_any();
+    let first_instance = first.status.unwrap().provider_id.unwrap();
+    eventually(30, "the unregistered NodeClaim deleted", async || {
+        world.nodeclaim(&first_name).await.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        world
+            .live_instances()
+            .iter()
+            .all(|i| i.provider_id != first_instance),
+        "its instance terminated"
+    );
+    assert_eq!(
+        replica.counter(
+            "karpenter_nodeclaims_disrupted_total",
+            &[("reason", "registration_timeout")]
+        ),
+        1.0
+    );
+    // The still-pending pod gets another NodeClaim.
+    eventually(30, "a replacement NodeClaim", async || {
+        world
+            .nodeclaims()
+            .await
+            .iter()
+            .any(|nc| nc.name_any() != first_name)
+            .then_some(())
+    })
+    .await;
+    replica.stop().await;
+    world.stop().await;
+}

@@ -12,6 +12,7 @@
 //! world's runtime (see [`CloudOnWorld`]) so that an instance's own background tasks belong
 //! to the cloud, not to the process that asked for it.
 
+// Each test binary uses a different part of the fixture.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,6 +68,8 @@ pub struct WorldOptions {
     pub boot_delay: Duration,
     /// From shutting-down until terminated.
     pub termination_delay: Duration,
+    /// Whether running instances register Nodes (false: a broken AMI/bootstrap).
+    pub register_nodes: bool,
 }
 
 impl Default for WorldOptions {
@@ -75,6 +78,7 @@ impl Default for WorldOptions {
             launch_delay: Duration::from_millis(100),
             boot_delay: Duration::from_millis(100),
             termination_delay: Duration::from_millis(100),
+            register_nodes: true,
         }
     }
 }
@@ -113,7 +117,7 @@ impl World {
         ] {
             crds.create(&PostParams::default(), &crd).await.unwrap();
         }
-        let ec2 = SimulatedEc2::from_catalog(
+        let mut ec2 = SimulatedEc2::from_catalog(
             SimEc2Config {
                 launch_delay: options.launch_delay,
                 termination_delay: options.termination_delay,
@@ -122,8 +126,10 @@ impl World {
             Arc::new(SystemClock),
             template_ec2().catalog().clone(),
         )
-        .unwrap()
-        .with_node_registrar(client.clone(), options.boot_delay);
+        .unwrap();
+        if options.register_nodes {
+            ec2 = ec2.with_node_registrar(client.clone(), options.boot_delay);
+        }
         let (create_gate, _) = watch::channel(false);
         let (answer_gate, _) = watch::channel(false);
         World {
@@ -859,7 +865,7 @@ pub fn merge(target: &mut serde_json::Value, extra: serde_json::Value) {
     }
 }
 
-/// Capacity CPU (millicores) of the NodeClaims, by name.
+/// Summed capacity CPU (millicores) of the launched NodeClaims.
 pub fn claimed_cpu_millis(claims: &[NodeClaim]) -> i64 {
     claims
         .iter()
