@@ -1,9 +1,16 @@
 //! Scale benchmark for the embedded API server: 5,000 nodes and 50,000 pods with several
-//! concurrent watchers. Prints create throughput, watch fan-out, list latency and RSS.
+//! concurrent watchers. Prints create throughput, watch fan-out, list latency (unpaginated and
+//! paginated) and the server's memory.
 //!
-//! `cargo run --release -p karpenter-sim --example apiserver_bench [-- NODES PODS WATCHERS]`
+//! The server runs in a child process (this same binary with `--serve`), so the memory figures
+//! (VmRSS/VmHWM from the child's `/proc/<pid>/status`) are the API server's alone, not the
+//! benchmark client's decoded objects.
+//!
+//! `cargo run --release -p karpenter-sim --example apiserver_bench -- [NODES [PODS [WATCHERS [CLIENTS]]]]`
+//! (defaults 5000 50000 4 64; `--in-process` runs the server inside the benchmark process).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{BufRead, BufReader, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -15,15 +22,26 @@ use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::json;
 
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+const USAGE: &str = "usage: apiserver_bench [--in-process] [NODES [PODS [WATCHERS [CLIENTS]]]]
+  NODES     nodes to create (default 5000)
+  PODS      pods to create (default 50000)
+  WATCHERS  concurrent pod watchers that must see every ADDED event (default 4)
+  CLIENTS   concurrent create requests (default 64)
+  --in-process  run the API server in this process (memory figures then include the client)";
+
+/// `(VmRSS, VmHWM)` in MiB of a process.
+fn memory_mib(pid: &str) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn node(i: usize) -> Node {
@@ -55,7 +73,7 @@ fn pod(i: usize, nodes: usize) -> Pod {
     .unwrap()
 }
 
-async fn create_all<K, F>(api: Api<K>, count: usize, make: F) -> Duration
+async fn create_all<K, F>(api: Api<K>, count: usize, clients: usize, make: F) -> Duration
 where
     K: kube::Resource
         + Clone
@@ -79,7 +97,7 @@ where
                     .map(|_| ())
             }
         })
-        .buffer_unordered(64)
+        .buffer_unordered(clients.max(1))
         .for_each(|r| async move {
             if let Err(e) = r {
                 eprintln!("create failed: {e}");
@@ -89,16 +107,8 @@ where
     start.elapsed()
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let nodes = args.first().copied().unwrap_or(5_000);
-    let pods = args.get(1).copied().unwrap_or(50_000);
-    let watchers = args.get(2).copied().unwrap_or(4);
-    let server = ApiServer::start(ApiServerConfig {
+fn server_config() -> ApiServerConfig {
+    ApiServerConfig {
         store: StoreConfig {
             pod_termination: PodTermination::KubeletConfirms,
             watch_history: 10_000,
@@ -107,13 +117,96 @@ async fn main() -> anyhow::Result<()> {
         },
         pdb_controller: false,
         ..ApiServerConfig::default()
+    }
+}
+
+/// Child mode: serve, print the URL, exit when stdin closes (the parent went away).
+async fn serve() -> anyhow::Result<()> {
+    let server = ApiServer::start(server_config()).await?;
+    println!("{}", server.url());
+    std::io::stdout().flush()?;
+    tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin()
+            .read_line(&mut sink)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {}
     })
     .await?;
-    let mut config = kube::Config::new(server.url().parse()?);
+    server.shutdown().await;
+    Ok(())
+}
+
+struct Figures {
+    rows: Vec<(String, String)>,
+}
+
+impl Figures {
+    fn add(&mut self, name: &str, value: String) {
+        println!("{name}: {value}");
+        self.rows.push((name.to_string(), value));
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    if raw.iter().any(|a| a == "--serve") {
+        return serve().await;
+    }
+    let in_process = raw.iter().any(|a| a == "--in-process");
+    let args: Vec<usize> = raw.iter().filter_map(|a| a.parse().ok()).collect();
+    let nodes = args.first().copied().unwrap_or(5_000);
+    let pods = args.get(1).copied().unwrap_or(50_000);
+    let watchers = args.get(2).copied().unwrap_or(4);
+    let clients = args.get(3).copied().unwrap_or(64);
+
+    // The server: a child process (memory figures are then the server's alone) or in-process.
+    let mut child = None;
+    let mut in_proc = None;
+    let (url, server_pid) = if in_process {
+        let server = ApiServer::start(server_config()).await?;
+        let url = server.url();
+        in_proc = Some(server);
+        (url, "self".to_string())
+    } else {
+        let mut c = std::process::Command::new(std::env::current_exe()?)
+            .arg("--serve")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(c.stdout.take().expect("child stdout")).read_line(&mut line)?;
+        let pid = c.id().to_string();
+        child = Some(c);
+        (line.trim().to_string(), pid)
+    };
+    let mut config = kube::Config::new(url.parse()?);
     config.default_retry = false;
+    config.read_timeout = Some(Duration::from_secs(600));
     let client = kube::Client::try_from(config)?;
-    println!("embedded apiserver bench: {nodes} nodes, {pods} pods, {watchers} pod watchers");
-    println!("rss at start: {:.1} MiB", rss_mib());
+    println!(
+        "embedded apiserver bench: {nodes} nodes, {pods} pods, {watchers} pod watchers, {clients} concurrent creates, server {}",
+        if in_process {
+            "in-process"
+        } else {
+            "in a child process"
+        }
+    );
+    let mut out = Figures { rows: Vec::new() };
+    let mem = |label: &str, out: &mut Figures| {
+        let (rss, hwm) = memory_mib(&server_pid);
+        out.add(
+            &format!("server memory {label}"),
+            format!("VmRSS {rss:.1} MiB, VmHWM {hwm:.1} MiB"),
+        );
+    };
+    mem("at start", &mut out);
 
     let pod_api: Api<Pod> = Api::default_namespaced(client.clone());
     let received = Arc::new(AtomicUsize::new(0));
@@ -137,18 +230,24 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let node_api: Api<Node> = Api::all(client.clone());
-    let t = create_all(node_api.clone(), nodes, node).await;
-    println!(
-        "create nodes: {nodes} in {:.2}s ({:.0}/s)",
-        t.as_secs_f64(),
-        nodes as f64 / t.as_secs_f64()
+    let t = create_all(node_api.clone(), nodes, clients, node).await;
+    out.add(
+        "create nodes",
+        format!(
+            "{nodes} in {:.2}s ({:.0}/s)",
+            t.as_secs_f64(),
+            nodes as f64 / t.as_secs_f64()
+        ),
     );
     let fanout_start = Instant::now();
-    let t = create_all(pod_api.clone(), pods, move |i| pod(i, nodes)).await;
-    println!(
-        "create pods: {pods} in {:.2}s ({:.0}/s, 64 concurrent clients)",
-        t.as_secs_f64(),
-        pods as f64 / t.as_secs_f64()
+    let t = create_all(pod_api.clone(), pods, clients, move |i| pod(i, nodes)).await;
+    out.add(
+        "create pods",
+        format!(
+            "{pods} in {:.2}s ({:.0}/s, {clients} concurrent clients, {watchers} watchers open)",
+            t.as_secs_f64(),
+            pods as f64 / t.as_secs_f64()
+        ),
     );
     let want = pods * watchers;
     while received.load(Ordering::Relaxed) < want
@@ -158,47 +257,74 @@ async fn main() -> anyhow::Result<()> {
     }
     let got = received.load(Ordering::Relaxed);
     let fanout = fanout_start.elapsed();
-    println!(
-        "watch fan-out: {got}/{want} ADDED events delivered to {watchers} watchers {:.2}s after the first create ({:.0} events/s)",
-        fanout.as_secs_f64(),
-        got as f64 / fanout.as_secs_f64()
+    out.add(
+        "watch fan-out",
+        format!(
+            "{got}/{want} ADDED events delivered to {watchers} watchers {:.2}s after the first create, {:.2}s after the last ({:.0} events/s)",
+            fanout.as_secs_f64(),
+            (fanout.as_secs_f64() - t.as_secs_f64()).max(0.0),
+            got as f64 / fanout.as_secs_f64()
+        ),
     );
-    println!("rss after load: {:.1} MiB", rss_mib());
+    mem("after load", &mut out);
 
     for (label, lp) in [
-        ("full list (no limit)", ListParams::default()),
-        ("paged list (limit=500)", ListParams::default().limit(500)),
+        ("unpaginated", ListParams::default()),
+        ("paginated, limit=500", ListParams::default().limit(500)),
     ] {
         let start = Instant::now();
         let mut total = 0;
+        let mut pages = 0;
         let mut lp = lp;
         loop {
             let page = pod_api.list(&lp).await?;
             total += page.items.len();
+            pages += 1;
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(c) => lp = lp.continue_token(&c),
                 None => break,
             }
         }
-        println!(
-            "list pods, {label}: {total} items in {:.0} ms",
-            start.elapsed().as_secs_f64() * 1000.0
+        out.add(
+            &format!("list pods, {label}"),
+            format!(
+                "{total} items in {pages} pages in {:.0} ms",
+                start.elapsed().as_secs_f64() * 1000.0
+            ),
         );
     }
     let start = Instant::now();
     let on_node = pod_api
         .list(&ListParams::default().fields("spec.nodeName=ip-10-0-0-1.us-west-2.compute.internal"))
         .await?;
-    println!(
-        "list pods by spec.nodeName: {} items in {:.0} ms",
-        on_node.items.len(),
-        start.elapsed().as_secs_f64() * 1000.0
+    out.add(
+        "list pods by spec.nodeName",
+        format!(
+            "{} items in {:.0} ms",
+            on_node.items.len(),
+            start.elapsed().as_secs_f64() * 1000.0
+        ),
+    );
+    let start = Instant::now();
+    let by_label = pod_api
+        .list(&ListParams::default().labels("app=app-7"))
+        .await?;
+    out.add(
+        "list pods by label app=app-7",
+        format!(
+            "{} items in {:.0} ms",
+            by_label.items.len(),
+            start.elapsed().as_secs_f64() * 1000.0
+        ),
     );
     let start = Instant::now();
     let n = node_api.list(&ListParams::default()).await?.items.len();
-    println!(
-        "list nodes: {n} items in {:.0} ms",
-        start.elapsed().as_secs_f64() * 1000.0
+    out.add(
+        "list nodes",
+        format!(
+            "{n} items in {:.0} ms",
+            start.elapsed().as_secs_f64() * 1000.0
+        ),
     );
 
     let start = Instant::now();
@@ -210,16 +336,34 @@ async fn main() -> anyhow::Result<()> {
         while stream.next().await.is_some() {}
     });
     reader.wait_until_ready().await?;
-    println!(
-        "kube-runtime reflector initial sync: {} pods in {:.2}s",
-        reader.state().len(),
-        start.elapsed().as_secs_f64()
+    out.add(
+        "kube-runtime reflector initial sync",
+        format!(
+            "{} pods in {:.2}s",
+            reader.state().len(),
+            start.elapsed().as_secs_f64()
+        ),
     );
     task.abort();
-    println!("rss at end: {:.1} MiB", rss_mib());
+    mem("at end", &mut out);
+    let (rss, hwm) = memory_mib("self");
+    out.add(
+        "benchmark client memory",
+        format!("VmRSS {rss:.1} MiB, VmHWM {hwm:.1} MiB"),
+    );
     for t in watcher_tasks {
         t.abort();
     }
-    server.shutdown().await;
+    if let Some(server) = in_proc {
+        server.shutdown().await;
+    }
+    if let Some(mut c) = child {
+        drop(c.stdin.take());
+        let _ = c.wait();
+    }
+    println!("\nsummary ({nodes} nodes, {pods} pods, {watchers} watchers):");
+    for (name, value) in &out.rows {
+        println!("  {name:<40} {value}");
+    }
     Ok(())
 }

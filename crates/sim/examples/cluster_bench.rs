@@ -13,6 +13,21 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
+/// `(VmRSS, VmHWM)` of this process in MiB (server, simulated components and client together).
+fn memory_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 async fn running(pods: &Api<Pod>) -> anyhow::Result<(usize, usize)> {
     let list = pods
         .list(&ListParams::default().labels("app=bench"))
@@ -71,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let up_time = start.elapsed();
+    let (rss_up, hwm_up) = memory_mib();
     let start = Instant::now();
     deployments
         .patch_scale(
@@ -91,11 +107,15 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let down_time = start.elapsed();
+    let (rss_end, hwm_end) = memory_mib();
     println!(
         "nodes={nodes} replicas={replicas} all_running={:.2}s ({:.0} pods/s) scaled_to_zero={:.2}s",
         up_time.as_secs_f64(),
         replicas as f64 / up_time.as_secs_f64(),
         down_time.as_secs_f64()
+    );
+    println!(
+        "process memory (server + simulated components + client): all running VmRSS {rss_up:.1} MiB VmHWM {hwm_up:.1} MiB; after scale-down VmRSS {rss_end:.1} MiB VmHWM {hwm_end:.1} MiB"
     );
     sim.shutdown().await;
     Ok(())

@@ -3,12 +3,15 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use axum::body::Bytes;
+
 use karpenter_apimachinery::selector::{FieldSelector, LabelSelector};
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::object::{self, at, str_at};
 use super::registry::ResourceInfo;
+use super::stored::StoredObject;
 
 /// What a list or watch selects.
 #[derive(Debug, Clone)]
@@ -20,6 +23,8 @@ pub struct ObjectFilter {
     /// `fieldSelector`.
     pub fields: FieldSelector,
     res: Arc<ResourceInfo>,
+    /// Whether every field the selector reads is in the store's index (else objects are parsed).
+    fields_indexed: bool,
 }
 
 impl ObjectFilter {
@@ -47,11 +52,17 @@ impl ObjectFilter {
                 )));
             }
         }
+        let indexed = indexed_fields(&res.storage);
+        let fields_indexed = fields.fields().iter().all(|f| {
+            let f = storage_field(&res.group, f);
+            f == "metadata.name" || f == "metadata.namespace" || indexed.contains(&f.as_ref())
+        });
         Ok(ObjectFilter {
             namespace,
             labels,
             fields,
             res,
+            fields_indexed,
         })
     }
 
@@ -60,8 +71,35 @@ impl ObjectFilter {
         self.labels.is_everything() && self.fields.is_everything()
     }
 
+    /// Whether a stored object is selected, answered from its index where possible.
+    pub fn matches(&self, obj: &StoredObject) -> bool {
+        let m = obj.meta();
+        if let Some(ns) = &self.namespace
+            && &*m.namespace != ns.as_str()
+        {
+            return false;
+        }
+        if !self.labels.is_everything() && !self.labels.matches(&m.label_map()) {
+            return false;
+        }
+        if self.fields.is_everything() {
+            return true;
+        }
+        if !self.fields_indexed {
+            return obj.value().is_ok_and(|v| self.matches_value(&v));
+        }
+        self.fields.matches(|f| {
+            let f = storage_field(&self.res.group, f);
+            match f.as_ref() {
+                "metadata.name" => Some(m.name.to_string()),
+                "metadata.namespace" => Some(m.namespace.to_string()),
+                f => m.field(f).map(str::to_string),
+            }
+        })
+    }
+
     /// Whether an object (in storage form) is selected.
-    pub fn matches(&self, obj: &Value) -> bool {
+    pub fn matches_value(&self, obj: &Value) -> bool {
         if let Some(ns) = &self.namespace
             && object::namespace(obj) != ns
         {
@@ -125,6 +163,32 @@ fn supported_field(res: &ResourceInfo, field: &str) -> bool {
     }
 }
 
+/// The field-selector fields the store indexes for a table: every field apiserver supports for
+/// the resource besides `metadata.name`/`metadata.namespace`, named as in storage.
+pub fn indexed_fields(storage: &str) -> &'static [&'static str] {
+    match storage {
+        "pods" => POD_FIELDS,
+        "nodes" => &["spec.unschedulable"],
+        "events" => EVENT_FIELDS,
+        "namespaces" => &["status.phase"],
+        "secrets" => &["type"],
+        "replicasets.apps" => &["status.replicas"],
+        _ => &[],
+    }
+}
+
+/// A field as named in storage (events.k8s.io names some core/v1 Event fields differently).
+fn storage_field<'a>(group: &str, field: &'a str) -> Cow<'a, str> {
+    match (group, field) {
+        ("events.k8s.io", f) if f.starts_with("regarding.") => {
+            Cow::Owned(format!("involvedObject.{}", &f["regarding.".len()..]))
+        }
+        ("events.k8s.io", "reportingController") => Cow::Borrowed("reportingComponent"),
+        ("events.k8s.io", "deprecatedSource") => Cow::Borrowed("source"),
+        (_, f) => Cow::Borrowed(f),
+    }
+}
+
 /// The value a field selector compares against (apiserver's per-kind field sets).
 pub fn field_value(res: &ResourceInfo, obj: &Value, field: &str) -> Option<String> {
     match field {
@@ -132,15 +196,12 @@ pub fn field_value(res: &ResourceInfo, obj: &Value, field: &str) -> Option<Strin
         "metadata.namespace" => return Some(object::namespace(obj).to_string()),
         _ => {}
     }
-    let field = match (res.group.as_str(), field) {
-        ("events.k8s.io", f) if f.starts_with("regarding.") => {
-            Cow::Owned(format!("involvedObject.{}", &f["regarding.".len()..]))
-        }
-        ("events.k8s.io", "reportingController") => Cow::Borrowed("reportingComponent"),
-        ("events.k8s.io", "deprecatedSource") => Cow::Borrowed("source"),
-        (_, f) => Cow::Borrowed(f),
-    };
-    match field.as_ref() {
+    indexed_field_value(obj, &storage_field(&res.group, field))
+}
+
+/// The value of a field (named as in storage) of a stored object.
+pub fn indexed_field_value(obj: &Value, field: &str) -> Option<String> {
+    match field {
         "spec.hostNetwork" => Some(
             at(obj, &["spec", "hostNetwork"])
                 .and_then(Value::as_bool)
@@ -192,6 +253,19 @@ pub fn present<'a>(res: &ResourceInfo, obj: &'a Value) -> Cow<'a, Value> {
         m.insert("kind".into(), json!(res.kind));
     }
     Cow::Owned(out)
+}
+
+/// A stored object's JSON as the requested version serves it: the stored bytes themselves when
+/// the version matches (no parse, no copy), else parsed, converted and serialized.
+pub fn present_json(res: &ResourceInfo, obj: &StoredObject) -> Result<Bytes, ApiError> {
+    let m = obj.meta();
+    if *m.kind == *res.kind && m.api_version.as_ref() == res.api_version() {
+        return Ok(obj.json().clone());
+    }
+    let value = obj.value()?;
+    serde_json::to_vec(present(res, &value).as_ref())
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("serializing: {e}")))
 }
 
 /// Converts an incoming object of the requested version into the storage shape.
@@ -277,9 +351,14 @@ mod tests {
         )
         .unwrap();
         let pod = json!({"metadata": {"name": "a", "namespace": "d", "labels": {"app": "web"}}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
-        assert!(f.matches(&pod));
+        let stored = StoredObject::new("pods", &pod).unwrap();
+        assert!(f.matches_value(&pod) && f.matches(&stored));
         let unbound = ObjectFilter::new(pods.clone(), None, None, Some("spec.nodeName=")).unwrap();
-        assert!(!unbound.matches(&pod));
+        assert!(!unbound.matches_value(&pod) && !unbound.matches(&stored));
+        let other_app = ObjectFilter::new(pods.clone(), None, Some("app!=web"), None).unwrap();
+        assert!(!other_app.matches(&stored));
+        let other_ns = ObjectFilter::new(pods.clone(), Some("x".into()), None, None).unwrap();
+        assert!(!other_ns.matches(&stored));
         let err = ObjectFilter::new(pods, None, None, Some("spec.foo=x")).unwrap_err();
         assert_eq!(
             (err.code, err.message.as_str()),
@@ -287,7 +366,47 @@ mod tests {
         );
         let nodes = reg.get("", "v1", "nodes").unwrap();
         let f = ObjectFilter::new(nodes, None, None, Some("spec.unschedulable=false")).unwrap();
-        assert!(f.matches(&json!({"metadata": {"name": "n"}, "spec": {}})));
+        let node = json!({"metadata": {"name": "n"}, "spec": {}});
+        assert!(f.matches_value(&node));
+        assert!(f.matches(&StoredObject::new("nodes", &node).unwrap()));
+    }
+
+    #[test]
+    fn stored_index_and_parsed_object_select_alike() {
+        let reg = Registry::with_builtins();
+        let ev = reg.get("events.k8s.io", "v1", "events").unwrap();
+        let core_ev = reg.get("", "v1", "events").unwrap();
+        let stored_json = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e", "namespace": "d"},
+            "involvedObject": {"kind": "Node", "name": "n", "extra": "x"}, "reason": "Boom", "source": {"component": "kubelet"}});
+        let stored = StoredObject::new("events", &stored_json).unwrap();
+        // (resource, field selector, selected); `regarding.extra` is not indexed and is read by
+        // parsing the stored object.
+        let cases = [
+            (&ev, "regarding.name=n", true),
+            (&ev, "regarding.kind=Pod", false),
+            (&ev, "regarding.extra=x", true),
+            (&ev, "regarding.extra=y", false),
+            (&ev, "reportingController=", true),
+            (&ev, "deprecatedSource=kubelet", true),
+            (&core_ev, "source=kubelet", true),
+            (&core_ev, "reason!=Boom", false),
+            (&core_ev, "metadata.name=e,metadata.namespace=d", true),
+            (&core_ev, "involvedObject.uid=", true),
+        ];
+        for (res, selector, want) in cases {
+            let f = ObjectFilter::new((*res).clone(), None, None, Some(selector)).unwrap();
+            assert_eq!(
+                (selector, f.matches(&stored), f.matches_value(&stored_json)),
+                (selector, want, want)
+            );
+        }
+        let shown = present_json(&ev, &stored).unwrap();
+        let shown: Value = serde_json::from_slice(&shown).unwrap();
+        assert_eq!(
+            (&shown["apiVersion"], &shown["regarding"]["name"]),
+            (&json!("events.k8s.io/v1"), &json!("n"))
+        );
+        assert_eq!(present_json(&core_ev, &stored).unwrap(), stored.json());
     }
 
     #[test]

@@ -7,16 +7,18 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, success_status};
 use super::faults::Verb;
-use super::filter::{ObjectFilter, present, to_storage};
+use super::filter::{ObjectFilter, present, present_json, to_storage};
 use super::object::{self, str_at};
 use super::registry::ResourceInfo;
 use super::store::{
     DeleteOptions, Key, Propagation, UpdateTarget, WatchFrom, WriteOptions, prepare_update,
 };
+use super::stored::StoredObject;
 use super::{Server, builtin, custom, discovery, subresource, table, watch};
 
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -349,25 +351,27 @@ fn parse_rv(s: &str) -> Result<u64, ApiError> {
 
 fn get(server: &Arc<Server>, ctx: &Ctx, t: &Target) -> Result<Response, ApiError> {
     let name = t.name.as_deref().unwrap_or("");
-    let obj = server.store.get(&t.res.storage, ns_of(t), name)?;
+    let stored = server.store.get_stored(&t.res.storage, ns_of(t), name)?;
     if t.sub.as_deref() == Some("scale") {
         return Ok(json_response(
             StatusCode::OK,
-            &subresource::scale_of(&t.res, &obj)?,
+            &subresource::scale_of(&t.res, &stored.value()?)?,
         ));
     }
-    let shown = present(&t.res, &obj);
     if ctx.wants_table() {
         let tbl = table::render(
             &t.res,
-            std::slice::from_ref(&obj),
+            &[Arc::new(stored.value()?)],
             table::IncludeObject::parse(ctx.q("includeObject")),
             server.config.clock.now(),
             None,
         );
         return Ok(json_response(StatusCode::OK, &tbl));
     }
-    Ok(json_response(StatusCode::OK, &shown))
+    Ok(bytes_response(
+        StatusCode::OK,
+        present_json(&t.res, &stored)?,
+    ))
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -451,7 +455,7 @@ fn list(server: &Arc<Server>, ctx: &Ctx, t: &Target) -> Result<Response, ApiErro
         }
         _ => {
             let page = store.list(&t.res.storage, t.namespace.as_deref(), after.as_ref())?;
-            let mut items: Vec<Arc<Value>> = Vec::new();
+            let mut items: Vec<Arc<StoredObject>> = Vec::new();
             let mut remaining = 0usize;
             for obj in page.items {
                 if !filter.matches(&obj) {
@@ -473,8 +477,8 @@ fn list(server: &Arc<Server>, ctx: &Ctx, t: &Target) -> Result<Response, ApiErro
         && let Some(last) = items.last()
     {
         next = Some((
-            object::namespace(last).to_string(),
-            object::name(last).to_string(),
+            last.meta().namespace.to_string(),
+            last.meta().name.to_string(),
         ));
     }
     let mut meta = serde_json::Map::new();
@@ -487,37 +491,86 @@ fn list(server: &Arc<Server>, ctx: &Ctx, t: &Target) -> Result<Response, ApiErro
         meta.insert("remainingItemCount".into(), json!(remaining));
     }
     if ctx.wants_table() {
+        let values = items
+            .iter()
+            .map(|i| i.value().map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
         let tbl = table::render(
             &t.res,
-            &items,
+            &values,
             table::IncludeObject::parse(ctx.q("includeObject")),
             server.config.clock.now(),
             Some(Value::Object(meta)),
         );
         return Ok(json_response(StatusCode::OK, &tbl));
     }
-    // Assemble the body by hand so each item is serialized once, straight from the shared value.
-    let mut body: Vec<u8> = Vec::with_capacity(items.len() * 1024 + 256);
-    body.extend_from_slice(b"{\"kind\":");
-    push_json(&mut body, &json!(format!("{}List", t.res.kind)))?;
-    body.extend_from_slice(b",\"apiVersion\":");
-    push_json(&mut body, &json!(t.res.api_version()))?;
-    body.extend_from_slice(b",\"metadata\":");
-    push_json(&mut body, &Value::Object(meta))?;
-    body.extend_from_slice(b",\"items\":[");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
+    // The body is the stored bytes concatenated, streamed in bounded chunks: no serializing, and
+    // no second copy of a 100+ MiB list held in memory while it is sent.
+    let mut head: Vec<u8> = Vec::with_capacity(256);
+    head.extend_from_slice(b"{\"kind\":");
+    push_json(&mut head, &json!(format!("{}List", t.res.kind)))?;
+    head.extend_from_slice(b",\"apiVersion\":");
+    push_json(&mut head, &json!(t.res.api_version()))?;
+    head.extend_from_slice(b",\"metadata\":");
+    push_json(&mut head, &Value::Object(meta))?;
+    head.extend_from_slice(b",\"items\":[");
+    let chunks = ListChunks {
+        res: t.res.clone(),
+        items: items.into_iter(),
+        pending: head,
+        first: true,
+        done: false,
+    };
+    let stream = futures_util::stream::iter(chunks).map(Ok::<Bytes, std::convert::Infallible>);
+    Ok(body_response(StatusCode::OK, Body::from_stream(stream)))
+}
+
+/// Bytes per chunk of a streamed list body.
+const LIST_CHUNK: usize = 256 * 1024;
+
+/// The chunks of a list body: the head, the items' JSON separated by commas, the tail.
+struct ListChunks {
+    res: Arc<ResourceInfo>,
+    items: std::vec::IntoIter<Arc<StoredObject>>,
+    pending: Vec<u8>,
+    first: bool,
+    done: bool,
+}
+
+impl Iterator for ListChunks {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
         }
-        push_json(&mut body, &present(&t.res, item))?;
+        while self.pending.len() < LIST_CHUNK {
+            let Some(item) = self.items.next() else {
+                self.pending.extend_from_slice(b"]}");
+                self.done = true;
+                break;
+            };
+            match present_json(&self.res, &item) {
+                Ok(json) => {
+                    if !self.first {
+                        self.pending.push(b',');
+                    }
+                    self.first = false;
+                    self.pending.extend_from_slice(&json);
+                }
+                Err(e) => {
+                    // The status line is gone; a truncated body makes the client fail the list.
+                    tracing::error!(error = %e, "encoding a list item failed; ending the body");
+                    self.done = true;
+                    break;
+                }
+            }
+        }
+        Some(Bytes::from(std::mem::replace(
+            &mut self.pending,
+            Vec::with_capacity(LIST_CHUNK + 4096),
+        )))
     }
-    body.extend_from_slice(b"]}");
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response())
 }
 
 fn push_json(buf: &mut Vec<u8>, v: &Value) -> Result<(), ApiError> {
@@ -1038,8 +1091,8 @@ fn delete_collection(server: &Arc<Server>, ctx: &Ctx, t: &Target) -> Result<Resp
     for obj in page.items.iter().filter(|o| filter.matches(o)) {
         match server.store.delete(
             &t.res.storage,
-            object::namespace(obj),
-            object::name(obj),
+            &obj.meta().namespace,
+            &obj.meta().name,
             &opts,
         ) {
             Ok(out) => {
@@ -1059,6 +1112,11 @@ fn delete_collection(server: &Arc<Server>, ctx: &Ctx, t: &Target) -> Result<Resp
         "items": deleted,
     });
     Ok(json_response(StatusCode::OK, &list))
+}
+
+/// A JSON response from already serialized bytes.
+pub(crate) fn bytes_response(code: StatusCode, bytes: Bytes) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
 pub(crate) fn body_response(code: StatusCode, body: Body) -> Response {

@@ -2,7 +2,8 @@
 //! talk to over plain HTTP.
 //!
 //! Layers: [`store`] holds objects and apiserver storage semantics (revisions, finalizers,
-//! graceful deletion, garbage collection, watch history) without HTTP; [`registry`] lists what is
+//! graceful deletion, garbage collection, watch history) without HTTP, each object kept as its
+//! serialized JSON plus a small index ([`stored`]); [`registry`] lists what is
 //! served; `http` routes requests, admits objects ([`builtin`], [`custom`]), applies patches and
 //! subresources, streams watches and renders tables; [`faults`] injects failures for tests.
 
@@ -17,6 +18,7 @@ pub mod object;
 mod protobuf;
 pub mod registry;
 pub mod store;
+pub mod stored;
 pub mod subresource;
 pub mod table;
 mod watch;

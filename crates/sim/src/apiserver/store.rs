@@ -2,10 +2,12 @@
 //!
 //! One lock guards every table so a write, its resourceVersion and its watch event are one
 //! atomic step (what etcd's single revision counter gives the real server). Objects are held as
-//! `Arc<Value>` so lists, watch history and watchers share them; serialization happens outside
-//! the lock. Watchers receive events through a per-table broadcast channel: a writer never waits
-//! for a reader, and a reader that falls behind is cut off (the client re-watches from its last
-//! resourceVersion, or relists after 410 when that is out of the history window).
+//! `Arc<StoredObject>`: serialized once at write time, plus a small index (see [`super::stored`]),
+//! so lists, watch history and watchers share the same bytes and nobody serializes on read;
+//! writers parse the current object back into a tree outside the lock. Watchers receive events
+//! through a per-table broadcast channel: a writer never waits for a reader, and a reader that
+//! falls behind is cut off (the client re-watches from its last resourceVersion, or relists after
+//! 410 when that is out of the history window).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,9 +18,10 @@ use tokio::sync::broadcast;
 
 use super::error::{ApiError, QualifiedResource, StatusCause};
 use super::object::{
-    self, Rng, SharedClock, at, finalizers, format_time, is_deleting, metadata_mut, owner_uids,
-    parse_time, set_meta, str_at,
+    self, Rng, SharedClock, at, finalizers, format_time, is_deleting, metadata_mut, parse_time,
+    set_meta, str_at,
 };
+use super::stored::{StoredMeta, StoredObject};
 
 /// (namespace, name); namespace is "" for cluster-scoped objects.
 pub type Key = (String, String);
@@ -120,9 +123,9 @@ pub struct StoreEvent {
     /// What happened.
     pub kind: EventType,
     /// The object after the change (the last state for deletions).
-    pub object: Arc<Value>,
+    pub object: Arc<StoredObject>,
     /// The object before the change (for selector transitions).
-    pub prev: Option<Arc<Value>>,
+    pub prev: Option<Arc<StoredObject>>,
     /// The revision of this change.
     pub rv: u64,
 }
@@ -140,7 +143,7 @@ pub enum WatchFrom {
 #[derive(Debug)]
 pub struct WatchStart {
     /// Current objects (for `WatchFrom::Snapshot`).
-    pub snapshot: Vec<Arc<Value>>,
+    pub snapshot: Vec<Arc<StoredObject>>,
     /// History events after the requested revision.
     pub backlog: Vec<Arc<StoreEvent>>,
     /// Live events after `rv`.
@@ -207,7 +210,7 @@ pub struct DeleteOutcome {
 #[derive(Debug)]
 pub struct ListPage {
     /// Objects in key order.
-    pub items: Vec<Arc<Value>>,
+    pub items: Vec<Arc<StoredObject>>,
     /// The store revision at the time of the read.
     pub rv: u64,
     /// Objects after this page (only counted by [`Store::list_limited`]).
@@ -216,11 +219,13 @@ pub struct ListPage {
 
 struct Table {
     meta: TableMeta,
-    objects: BTreeMap<Key, Arc<Value>>,
+    objects: BTreeMap<Key, Arc<StoredObject>>,
     history: VecDeque<Arc<StoreEvent>>,
     /// Watches from revisions below this cannot be served.
     compacted_rv: u64,
-    tx: broadcast::Sender<Arc<StoreEvent>>,
+    /// Created on the first watch: tokio's broadcast ring allocates every slot up front, which for
+    /// dozens of mostly unwatched tables is tens of MiB at a large `watcher_buffer`.
+    tx: Option<broadcast::Sender<Arc<StoreEvent>>>,
 }
 
 struct Inner {
@@ -295,7 +300,6 @@ impl Store {
             t.meta = meta;
             return;
         }
-        let (tx, _) = broadcast::channel(self.config.watcher_buffer.max(16));
         inner.tables.insert(
             meta.storage.clone(),
             Table {
@@ -303,7 +307,7 @@ impl Store {
                 objects: BTreeMap::new(),
                 history: VecDeque::new(),
                 compacted_rv: compacted,
-                tx,
+                tx: None,
             },
         );
     }
@@ -325,10 +329,16 @@ impl Store {
             if let Work::Delete(s, k, _, _) = w
                 && let Some(t) = inner.tables.get_mut(s)
                 && let Some(obj) = t.objects.get_mut(k)
+                && !obj.meta().finalizers.is_empty()
             {
-                let mut v = (**obj).clone();
-                set_meta(&mut v, "finalizers", None);
-                *obj = Arc::new(v);
+                let stripped = obj.value().and_then(|mut v| {
+                    set_meta(&mut v, "finalizers", None);
+                    StoredObject::new(s, &v)
+                });
+                match stripped {
+                    Ok(v) => *obj = Arc::new(v),
+                    Err(e) => tracing::error!(error = %e, "dropping finalizers failed"),
+                }
             }
         }
         let now = self.clock.now();
@@ -365,8 +375,18 @@ impl Store {
         }
     }
 
-    /// One object.
+    /// One object, parsed.
     pub fn get(&self, storage: &str, ns: &str, name: &str) -> Result<Arc<Value>, ApiError> {
+        Ok(Arc::new(self.get_stored(storage, ns, name)?.value()?))
+    }
+
+    /// One object as stored.
+    pub fn get_stored(
+        &self,
+        storage: &str,
+        ns: &str,
+        name: &str,
+    ) -> Result<Arc<StoredObject>, ApiError> {
         let inner = self.lock();
         let t = inner
             .tables
@@ -390,7 +410,7 @@ impl Store {
             .tables
             .get(storage)
             .ok_or_else(|| missing_table(storage))?;
-        let items: Vec<Arc<Value>> = match (ns, after) {
+        let items: Vec<Arc<StoredObject>> = match (ns, after) {
             (Some(ns), after) => {
                 let start = match after {
                     Some(k) if k.0.as_str() == ns => {
@@ -448,7 +468,8 @@ impl Store {
             .objects
             .range((start, std::ops::Bound::Unbounded))
             .take_while(|(k, _)| ns.is_none_or(|ns| k.0 == ns));
-        let items: Vec<Arc<Value>> = range.by_ref().take(limit).map(|(_, v)| v.clone()).collect();
+        let items: Vec<Arc<StoredObject>> =
+            range.by_ref().take(limit).map(|(_, v)| v.clone()).collect();
         let remaining = range.count();
         Ok(ListPage {
             items,
@@ -459,18 +480,23 @@ impl Store {
 
     /// Subscribes to a table's changes from a revision or from a snapshot of its state.
     pub fn watch(&self, storage: &str, from: WatchFrom) -> Result<WatchStart, ApiError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        let buffer = self.config.watcher_buffer.max(16);
+        let current_rv = inner.rv;
         let t = inner
             .tables
-            .get(storage)
+            .get_mut(storage)
             .ok_or_else(|| missing_table(storage))?;
-        let rx = t.tx.subscribe();
+        let rx =
+            t.tx.get_or_insert_with(|| broadcast::channel(buffer).0)
+                .subscribe();
+        let t = &*t;
         match from {
             WatchFrom::Snapshot => Ok(WatchStart {
                 snapshot: t.objects.values().cloned().collect(),
                 backlog: Vec::new(),
                 rx,
-                rv: inner.rv,
+                rv: current_rv,
             }),
             WatchFrom::Rv(rv) => {
                 if rv < t.compacted_rv {
@@ -484,7 +510,7 @@ impl Store {
                     snapshot: Vec::new(),
                     backlog: t.history.iter().skip(start).cloned().collect(),
                     rx,
-                    rv: inner.rv,
+                    rv: current_rv,
                 })
             }
         }
@@ -568,13 +594,13 @@ impl Store {
             m.remove("deletionGracePeriodSeconds");
             m.remove("selfLink");
         }
-        let obj = Arc::new(obj);
         if opts.dry_run {
-            return Ok(obj);
+            return Ok(Arc::new(obj));
         }
+        let stored = Arc::new(StoredObject::new(storage, &obj)?);
         inner.rv = rv;
-        self.insert(&mut inner, storage, key, obj.clone(), None);
-        Ok(obj)
+        self.insert(&mut inner, storage, key, stored, None);
+        Ok(Arc::new(obj))
     }
 
     /// Reads the current object, lets `f` compute its replacement outside the lock, and commits
@@ -594,7 +620,8 @@ impl Store {
         F: FnMut(&Arc<Value>) -> Result<Value, ApiError>,
     {
         for _ in 0..32 {
-            let current = self.get(storage, ns, name)?;
+            let stored = self.get_stored(storage, ns, name)?;
+            let current = Arc::new(stored.value()?);
             let proposed = f(&current)?;
             let now = self.clock.now();
             let mut inner = self.lock();
@@ -607,7 +634,7 @@ impl Store {
             let Some(latest) = inner.tables.get(storage).and_then(|t| t.objects.get(&key)) else {
                 return Err(ApiError::not_found(&meta.qualified, name));
             };
-            if !Arc::ptr_eq(latest, &current) {
+            if !Arc::ptr_eq(latest, &stored) {
                 continue;
             }
             let wanted_rv = object::resource_version(&proposed);
@@ -621,47 +648,51 @@ impl Store {
             if opts.dry_run {
                 return Ok(Arc::new(prepared));
             }
-            return Ok(self.commit_update(&mut inner, &meta, key, current, prepared, now));
+            return self.commit_update(&mut inner, &meta, key, stored, prepared, now);
         }
         Err(ApiError::internal(format!(
             "too many concurrent writers on {storage} {ns}/{name}"
         )))
     }
 
+    /// Stamps the next revision on `prepared` and stores it in place of `current`.
     fn commit_update(
         &self,
         inner: &mut Inner,
         meta: &TableMeta,
         key: Key,
-        current: Arc<Value>,
+        current: Arc<StoredObject>,
         mut prepared: Value,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Arc<Value> {
-        inner.rv += 1;
-        let rv = inner.rv;
+    ) -> Result<Arc<Value>, ApiError> {
+        let rv = inner.rv + 1;
         set_meta(
             &mut prepared,
             "resourceVersion",
             Some(json!(rv.to_string())),
         );
-        let releasable = is_deleting(&prepared)
+        let stored = Arc::new(StoredObject::new(&meta.storage, &prepared)?);
+        inner.rv = rv;
+        let sm = stored.meta();
+        let releasable = sm.is_deleting()
             && meta.special != Special::Namespace
-            && finalizers(&prepared).is_empty()
+            && sm.finalizers.is_empty()
             && (meta.special != Special::Pod
-                || pod_grace_over(&prepared, now, self.config.pod_termination));
-        let new = Arc::new(prepared);
+                || pod_grace_over(sm, now, self.config.pod_termination));
         if releasable {
             let mut work = vec![];
-            self.remove(inner, &meta.storage, &key, new.clone(), &mut work);
+            self.remove(inner, &meta.storage, &key, stored, &mut work);
             self.run_work(inner, &mut work, now);
         } else {
-            self.insert(inner, &meta.storage, key, new.clone(), Some(current));
-            if is_deleting(&new) && finalizers(&new).iter().any(|f| f == FOREGROUND_FINALIZER) {
-                let mut work = vec![Work::ReleaseForeground(object::uid(&new).to_string())];
+            let foreground = sm.is_deleting() && sm.has_finalizer(FOREGROUND_FINALIZER);
+            let uid = sm.uid.to_string();
+            self.insert(inner, &meta.storage, key, stored, Some(current));
+            if foreground {
+                let mut work = vec![Work::ReleaseForeground(uid)];
                 self.run_work(inner, &mut work, now);
             }
         }
-        new
+        Ok(Arc::new(prepared))
     }
 
     /// Deletes an object following finalizers, grace periods and propagation.
@@ -687,38 +718,37 @@ impl Store {
             .cloned()
             .ok_or_else(|| ApiError::not_found(&meta.qualified, name))?;
         if let Some(uid) = &opts.precondition_uid
-            && uid != object::uid(&current)
+            && uid != &*current.meta().uid
         {
             return Err(ApiError::conflict(
                 &meta.qualified,
                 name,
                 &format!(
                     "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    object::uid(&current)
+                    current.meta().uid
                 ),
             ));
         }
         if let Some(rv) = &opts.precondition_rv
-            && rv != object::resource_version(&current)
+            && rv != &*current.meta().resource_version
         {
             return Err(ApiError::conflict(
                 &meta.qualified,
                 name,
                 &format!(
                     "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    object::resource_version(&current)
+                    current.meta().resource_version
                 ),
             ));
         }
         let propagation = opts.propagation.unwrap_or_default();
         if opts.dry_run {
             return Ok(DeleteOutcome {
-                object: current,
+                object: Arc::new(current.value()?),
                 removed: false,
             });
         }
-        let outcome = self.delete_locked(&mut inner, &meta, key, current, opts, propagation, now);
-        Ok(outcome)
+        self.delete_locked(&mut inner, &meta, key, current, opts, propagation, now)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -727,26 +757,29 @@ impl Store {
         inner: &mut Inner,
         meta: &TableMeta,
         key: Key,
-        current: Arc<Value>,
+        current: Arc<StoredObject>,
         opts: &DeleteOptions,
         propagation: Propagation,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> DeleteOutcome {
+    ) -> Result<DeleteOutcome, ApiError> {
         let mut work = Vec::new();
-        let uid = object::uid(&current).to_string();
+        let uid = current.meta().uid.to_string();
         if propagation == Propagation::Orphan {
             self.orphan_dependents(inner, &uid);
         }
-        let mut next = (*current).clone();
+        let original = current.value()?;
+        let mut next = original.clone();
         if meta.special == Special::Pod {
             let grace = pod_grace(
-                &current,
+                &original,
                 opts.grace_period_seconds,
                 self.config.pod_termination,
             );
             let deadline = now + Duration::seconds(grace);
-            let existing = at(&current, &["metadata", "deletionTimestamp"])
-                .and_then(Value::as_str)
+            let existing = current
+                .meta()
+                .deletion_timestamp
+                .as_deref()
                 .and_then(parse_time);
             let shorten = existing.is_none_or(|t| deadline < t);
             if grace > 0 {
@@ -757,16 +790,16 @@ impl Store {
                         Some(json!(format_time(deadline))),
                     );
                     set_meta(&mut next, "deletionGracePeriodSeconds", Some(json!(grace)));
-                    let obj = self.commit_update(inner, meta, key, current, next, now);
-                    return DeleteOutcome {
+                    let obj = self.commit_update(inner, meta, key, current, next, now)?;
+                    return Ok(DeleteOutcome {
                         removed: false,
                         object: obj,
-                    };
+                    });
                 }
-                return DeleteOutcome {
-                    object: current,
+                return Ok(DeleteOutcome {
+                    object: Arc::new(original),
                     removed: false,
-                };
+                });
             }
             if existing.is_none() || shorten {
                 set_meta(
@@ -798,16 +831,16 @@ impl Store {
                 );
                 set_meta(&mut next, "deletionGracePeriodSeconds", Some(json!(0)));
             }
-            let obj = self.commit_update(inner, meta, key.clone(), current, next, now);
+            let obj = self.commit_update(inner, meta, key.clone(), current, next, now)?;
             self.purge_namespace(inner, &key.1, now);
             let removed = !inner
                 .tables
                 .get(&meta.storage)
                 .is_some_and(|t| t.objects.contains_key(&key));
-            return DeleteOutcome {
+            return Ok(DeleteOutcome {
                 object: obj,
                 removed,
-            };
+            });
         }
         if !fins.is_empty() {
             if !is_deleting(&next) {
@@ -818,34 +851,31 @@ impl Store {
                 );
                 set_meta(&mut next, "deletionGracePeriodSeconds", Some(json!(0)));
             }
-            let obj = if same_ignoring_rv(&next, &current) {
-                current
+            let obj = if same_ignoring_rv(&next, &original) {
+                Arc::new(original)
             } else {
-                self.commit_update(inner, meta, key, current, next, now)
+                self.commit_update(inner, meta, key, current, next, now)?
             };
             if propagation == Propagation::Foreground {
                 self.queue_dependents(inner, &uid, &mut work);
                 work.push(Work::ReleaseForeground(uid));
                 self.run_work(inner, &mut work, now);
             }
-            return DeleteOutcome {
+            return Ok(DeleteOutcome {
                 object: obj,
                 removed: false,
-            };
+            });
         }
-        inner.rv += 1;
-        set_meta(
-            &mut next,
-            "resourceVersion",
-            Some(json!(inner.rv.to_string())),
-        );
-        let obj = Arc::new(next);
-        self.remove(inner, &meta.storage, &key, obj.clone(), &mut work);
+        let rv = inner.rv + 1;
+        set_meta(&mut next, "resourceVersion", Some(json!(rv.to_string())));
+        let stored = Arc::new(StoredObject::new(&meta.storage, &next)?);
+        inner.rv = rv;
+        self.remove(inner, &meta.storage, &key, stored, &mut work);
         self.run_work(inner, &mut work, now);
-        DeleteOutcome {
-            object: obj,
+        Ok(DeleteOutcome {
+            object: Arc::new(next),
             removed: true,
-        }
+        })
     }
 
     /// Time-driven cleanup: expired pod grace periods, terminating namespaces, foreground owners.
@@ -860,9 +890,10 @@ impl Store {
                     continue;
                 }
                 for (k, v) in &t.objects {
-                    if is_deleting(v)
-                        && finalizers(v).is_empty()
-                        && pod_grace_over(v, now, self.config.pod_termination)
+                    let m = v.meta();
+                    if m.is_deleting()
+                        && m.finalizers.is_empty()
+                        && pod_grace_over(m, now, self.config.pod_termination)
                     {
                         work.push(Work::Delete(
                             t.meta.storage.clone(),
@@ -881,8 +912,8 @@ impl Store {
             .flat_map(|t| {
                 t.objects
                     .values()
-                    .filter(|v| is_deleting(v))
-                    .map(|v| object::name(v).to_string())
+                    .filter(|v| v.meta().is_deleting())
+                    .map(|v| v.meta().name.to_string())
             })
             .collect();
         let foreground: Vec<String> = inner
@@ -890,10 +921,10 @@ impl Store {
             .values()
             .flat_map(|t| {
                 t.objects.values().filter(|v| {
-                    is_deleting(v) && finalizers(v).iter().any(|f| f == FOREGROUND_FINALIZER)
+                    v.meta().is_deleting() && v.meta().has_finalizer(FOREGROUND_FINALIZER)
                 })
             })
-            .map(|v| object::uid(v).to_string())
+            .map(|v| v.meta().uid.to_string())
             .collect();
         work.extend(foreground.into_iter().map(Work::ReleaseForeground));
         self.run_work(&mut inner, &mut work, now);
@@ -915,7 +946,7 @@ impl Store {
                 .take_while(|(k, _)| k.0 == ns)
             {
                 remaining += 1;
-                if !is_deleting(v) {
+                if !v.meta().is_deleting() {
                     work.push(Work::Delete(
                         t.meta.storage.clone(),
                         k.clone(),
@@ -955,15 +986,23 @@ impl Store {
                 .and_then(|t| t.objects.get(&key))
                 .cloned();
             if let Some(current) = current
-                && is_deleting(&current)
-                && finalizers(&current).is_empty()
+                && current.meta().is_deleting()
+                && current.meta().finalizers.is_empty()
             {
-                inner.rv += 1;
-                let mut v = (*current).clone();
-                set_meta(&mut v, "resourceVersion", Some(json!(inner.rv.to_string())));
-                let mut w = Vec::new();
-                self.remove(inner, &storage, &key, Arc::new(v), &mut w);
-                self.run_work(inner, &mut w, now);
+                let rv = inner.rv + 1;
+                let removed = current.value().and_then(|mut v| {
+                    set_meta(&mut v, "resourceVersion", Some(json!(rv.to_string())));
+                    StoredObject::new(&storage, &v)
+                });
+                match removed {
+                    Ok(v) => {
+                        inner.rv = rv;
+                        let mut w = Vec::new();
+                        self.remove(inner, &storage, &key, Arc::new(v), &mut w);
+                        self.run_work(inner, &mut w, now);
+                    }
+                    Err(e) => tracing::error!(error = %e, ns, "removing a namespace failed"),
+                }
             }
         }
     }
@@ -983,18 +1022,26 @@ impl Store {
             else {
                 continue;
             };
-            let mut v = (*current).clone();
-            if let Some(m) = metadata_mut(&mut v)
-                && let Some(refs) = m.get_mut("ownerReferences").and_then(Value::as_array_mut)
-            {
-                refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
-                if refs.is_empty() {
-                    m.remove("ownerReferences");
+            let rv = inner.rv + 1;
+            let orphaned = current.value().and_then(|mut v| {
+                if let Some(m) = metadata_mut(&mut v)
+                    && let Some(refs) = m.get_mut("ownerReferences").and_then(Value::as_array_mut)
+                {
+                    refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
+                    if refs.is_empty() {
+                        m.remove("ownerReferences");
+                    }
                 }
+                set_meta(&mut v, "resourceVersion", Some(json!(rv.to_string())));
+                StoredObject::new(&storage, &v)
+            });
+            match orphaned {
+                Ok(v) => {
+                    inner.rv = rv;
+                    self.insert(inner, &storage, key, Arc::new(v), Some(current));
+                }
+                Err(e) => tracing::error!(error = %e, "orphaning a dependent failed"),
             }
-            inner.rv += 1;
-            set_meta(&mut v, "resourceVersion", Some(json!(inner.rv.to_string())));
-            self.insert(inner, &storage, key, Arc::new(v), Some(current));
         }
     }
 
@@ -1043,7 +1090,11 @@ impl Store {
                         ..DeleteOptions::default()
                     };
                     // Nested deletes run their own work lists; the depth is bounded by ownership chains.
-                    let _ = self.delete_locked(inner, &meta, key, current, &opts, propagation, now);
+                    if let Err(e) =
+                        self.delete_locked(inner, &meta, key, current, &opts, propagation, now)
+                    {
+                        tracing::error!(error = %e, "garbage-collecting an object failed");
+                    }
                 }
                 Work::ReleaseForeground(uid) => {
                     let Some((storage, key)) = inner.by_uid.get(&uid).cloned() else {
@@ -1071,14 +1122,22 @@ impl Store {
                     else {
                         continue;
                     };
-                    let fins = finalizers(&current);
-                    if !fins.iter().any(|f| f == FOREGROUND_FINALIZER) {
+                    if !current.meta().has_finalizer(FOREGROUND_FINALIZER) {
                         continue;
                     }
-                    let mut next = (*current).clone();
-                    let kept: Vec<String> = fins
-                        .into_iter()
-                        .filter(|f| f != FOREGROUND_FINALIZER)
+                    let mut next = match current.value() {
+                        Ok(v) => v,
+                        Err(e) => {
+                            tracing::error!(error = %e, "releasing a foreground owner failed");
+                            continue;
+                        }
+                    };
+                    let kept: Vec<String> = current
+                        .meta()
+                        .finalizers
+                        .iter()
+                        .filter(|f| &***f != FOREGROUND_FINALIZER)
+                        .map(|f| f.to_string())
                         .collect();
                     set_meta(
                         &mut next,
@@ -1089,7 +1148,9 @@ impl Store {
                             Some(json!(kept))
                         },
                     );
-                    let _ = self.commit_update(inner, &meta, key, current, next, now);
+                    if let Err(e) = self.commit_update(inner, &meta, key, current, next, now) {
+                        tracing::error!(error = %e, "releasing a foreground owner failed");
+                    }
                 }
             }
         }
@@ -1100,14 +1161,14 @@ impl Store {
         inner: &mut Inner,
         storage: &str,
         key: Key,
-        obj: Arc<Value>,
-        prev: Option<Arc<Value>>,
+        obj: Arc<StoredObject>,
+        prev: Option<Arc<StoredObject>>,
     ) {
         let rv = inner.rv;
         if let Some(prev) = &prev {
-            unindex(inner, prev, storage, &key);
+            unindex(inner, prev.meta(), storage, &key);
         }
-        index(inner, &obj, storage, &key);
+        index(inner, obj.meta(), storage, &key);
         let kind = if prev.is_some() {
             EventType::Modified
         } else {
@@ -1136,7 +1197,7 @@ impl Store {
         inner: &mut Inner,
         storage: &str,
         key: &Key,
-        final_obj: Arc<Value>,
+        final_obj: Arc<StoredObject>,
         work: &mut Vec<Work>,
     ) {
         let rv = inner.rv;
@@ -1147,7 +1208,7 @@ impl Store {
         let Some(prev) = prev else {
             return;
         };
-        unindex(inner, &prev, storage, key);
+        unindex(inner, prev.meta(), storage, key);
         if let Some(t) = inner.tables.get_mut(storage) {
             push_event(
                 t,
@@ -1160,14 +1221,18 @@ impl Store {
                 self.config.watch_history,
             );
         }
-        let uid = object::uid(&prev).to_string();
+        let uid = prev.meta().uid.to_string();
         // Dependents whose every owner is now gone are collected.
         if let Some(deps) = inner.dependents.get(&uid) {
             for (s, k) in deps {
                 let Some(dep) = inner.tables.get(s).and_then(|t| t.objects.get(k)) else {
                     continue;
                 };
-                let alive = owner_uids(dep).iter().any(|o| inner.by_uid.contains_key(o));
+                let alive = dep
+                    .meta()
+                    .owner_uids
+                    .iter()
+                    .any(|o| inner.by_uid.contains_key(&**o));
                 if !alive {
                     work.push(Work::Delete(
                         s.clone(),
@@ -1179,18 +1244,24 @@ impl Store {
             }
         }
         // Owners waiting in foreground deletion may now be free.
-        for owner in owner_uids(&prev) {
-            work.push(Work::ReleaseForeground(owner));
+        for owner in prev.meta().owner_uids.iter() {
+            work.push(Work::ReleaseForeground(owner.to_string()));
         }
     }
 
-    /// All objects of a table (for simulated components).
+    /// All objects of a table, parsed (for small tables; lists serve large ones as stored).
     pub fn all(&self, storage: &str) -> Vec<Arc<Value>> {
-        self.lock()
+        let stored: Vec<Arc<StoredObject>> = self
+            .lock()
             .tables
             .get(storage)
             .map(|t| t.objects.values().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        stored
+            .iter()
+            .filter_map(|s| s.value().ok())
+            .map(Arc::new)
+            .collect()
     }
 
     /// Number of objects in a table.
@@ -1212,27 +1283,29 @@ fn push_event(t: &mut Table, event: StoreEvent, cap: usize) {
         }
     }
     // No receivers is fine: nobody is watching.
-    let _ = t.tx.send(event);
+    if let Some(tx) = &t.tx {
+        let _ = tx.send(event);
+    }
 }
 
-fn index(inner: &mut Inner, obj: &Value, storage: &str, key: &Key) {
-    let uid = object::uid(obj);
+fn index(inner: &mut Inner, obj: &StoredMeta, storage: &str, key: &Key) {
+    let uid = &*obj.uid;
     if !uid.is_empty() {
         inner
             .by_uid
             .insert(uid.to_string(), (storage.to_string(), key.clone()));
     }
-    for owner in owner_uids(obj) {
+    for owner in obj.owner_uids.iter() {
         inner
             .dependents
-            .entry(owner)
+            .entry(owner.to_string())
             .or_default()
             .insert((storage.to_string(), key.clone()));
     }
 }
 
-fn unindex(inner: &mut Inner, obj: &Value, storage: &str, key: &Key) {
-    let uid = object::uid(obj);
+fn unindex(inner: &mut Inner, obj: &StoredMeta, storage: &str, key: &Key) {
+    let uid = &*obj.uid;
     if inner
         .by_uid
         .get(uid)
@@ -1240,11 +1313,11 @@ fn unindex(inner: &mut Inner, obj: &Value, storage: &str, key: &Key) {
     {
         inner.by_uid.remove(uid);
     }
-    for owner in owner_uids(obj) {
-        if let Some(set) = inner.dependents.get_mut(&owner) {
+    for owner in obj.owner_uids.iter() {
+        if let Some(set) = inner.dependents.get_mut(&**owner) {
             set.remove(&(storage.to_string(), key.clone()));
             if set.is_empty() {
-                inner.dependents.remove(&owner);
+                inner.dependents.remove(&**owner);
             }
         }
     }
@@ -1271,7 +1344,7 @@ fn check_namespace_writable(
             &QualifiedResource::new("", "namespaces"),
             ns,
         )),
-        Some(n) if is_deleting(n) => Err(ApiError::forbidden(
+        Some(n) if n.meta().is_deleting() => Err(ApiError::forbidden(
             &meta.qualified,
             name,
             &format!(
@@ -1299,15 +1372,20 @@ fn pod_grace(pod: &Value, requested: Option<i64>, mode: PodTermination) -> i64 {
         .max(0)
 }
 
-fn pod_grace_over(pod: &Value, now: chrono::DateTime<chrono::Utc>, mode: PodTermination) -> bool {
-    if object::i64_at(pod, &["metadata", "deletionGracePeriodSeconds"]) == Some(0) {
+fn pod_grace_over(
+    pod: &StoredMeta,
+    now: chrono::DateTime<chrono::Utc>,
+    mode: PodTermination,
+) -> bool {
+    if pod.deletion_grace_period_seconds == Some(0) {
         return true;
     }
     match mode {
         PodTermination::KubeletConfirms => false,
         PodTermination::Immediate => true,
-        PodTermination::GraceExpiry => at(pod, &["metadata", "deletionTimestamp"])
-            .and_then(Value::as_str)
+        PodTermination::GraceExpiry => pod
+            .deletion_timestamp
+            .as_deref()
             .and_then(parse_time)
             .is_some_and(|t| t <= now),
     }

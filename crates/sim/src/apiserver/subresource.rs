@@ -20,6 +20,7 @@ use super::http::{
 use super::object::{self, at, format_time, parse_time, set_at, str_at};
 use super::registry::ResourceInfo;
 use super::store::{DeleteOptions, UpdateTarget, WriteOptions, prepare_update};
+use super::stored::StoredObject;
 use super::table::jsonpath;
 
 const PODS: &str = "pods";
@@ -460,14 +461,18 @@ fn expected_count(store: &super::store::Store, pods: &[&Arc<Value>]) -> i64 {
 pub fn compute_pdb_status(
     store: &super::store::Store,
     pdb: &Value,
-    pods: &[Arc<Value>],
+    pods: &[Arc<StoredObject>],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Value {
     let selector = pdb_selector(pdb);
-    let selected: Vec<&Arc<Value>> = pods
+    // Select on the stored index, then parse only the selected pods.
+    let selected: Vec<Arc<Value>> = pods
         .iter()
-        .filter(|p| selector.matches(&object::labels(p)))
+        .filter(|p| selector.matches(&p.meta().label_map()))
+        .filter_map(|p| p.value().ok())
+        .map(Arc::new)
         .collect();
+    let selected: Vec<&Arc<Value>> = selected.iter().collect();
     let min_available = at(pdb, &["spec", "minAvailable"]);
     let max_unavailable = at(pdb, &["spec", "maxUnavailable"]);
     let (expected, desired) = match (min_available, max_unavailable) {
@@ -573,7 +578,7 @@ pub(crate) fn refresh_pdb_statuses(server: &Server) {
         return;
     }
     let now = server.config.clock.now();
-    let mut by_ns: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
+    let mut by_ns: BTreeMap<String, Vec<Arc<StoredObject>>> = BTreeMap::new();
     for pdb in pdbs {
         let ns = object::namespace(&pdb).to_string();
         let pods = by_ns.entry(ns.clone()).or_insert_with(|| {
@@ -671,6 +676,9 @@ pub(crate) fn evict(
             .store
             .list(PDBS, Some(ns), None)?
             .items
+            .iter()
+            .map(|p| p.value().map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .filter(|p| pdb_selector(p).matches(&labels))
             .collect();

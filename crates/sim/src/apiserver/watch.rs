@@ -13,10 +13,11 @@ use tracing::Instrument;
 
 use super::Server;
 use super::error::ApiError;
-use super::filter::{ObjectFilter, present};
+use super::filter::{ObjectFilter, present_json};
 use super::http::body_response;
 use super::registry::ResourceInfo;
 use super::store::{EventType, StoreEvent, WatchFrom};
+use super::stored::StoredObject;
 use super::table;
 
 /// The annotation marking the end of a streaming list's initial events.
@@ -39,19 +40,37 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn event(&self, kind: &str, obj: &Arc<Value>) -> Option<Bytes> {
-        let object = if self.table {
-            table::render(
-                &self.res,
-                std::slice::from_ref(obj),
-                table::IncludeObject::Object,
-                self.server.config.clock.now(),
-                None,
-            )
+    fn event(&self, kind: &str, obj: &StoredObject) -> Option<Bytes> {
+        let encoded = if self.table {
+            obj.value().map(|v| {
+                let tbl = table::render(
+                    &self.res,
+                    &[Arc::new(v)],
+                    table::IncludeObject::Object,
+                    self.server.config.clock.now(),
+                    None,
+                );
+                self.line(&json!({"type": kind, "object": tbl}))
+            })
         } else {
-            present(&self.res, obj).into_owned()
+            // The object's stored bytes go out as they are: one copy per watcher, no serializing.
+            present_json(&self.res, obj).map(|json| {
+                let mut line = Vec::with_capacity(json.len() + 32);
+                line.extend_from_slice(b"{\"type\":\"");
+                line.extend_from_slice(kind.as_bytes());
+                line.extend_from_slice(b"\",\"object\":");
+                line.extend_from_slice(&json);
+                line.extend_from_slice(b"}\n");
+                Some(Bytes::from(line))
+            })
         };
-        self.line(&json!({"type": kind, "object": object}))
+        match encoded {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::error!(error = %e, "encoding a watch event failed");
+                None
+            }
+        }
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Option<Bytes> {
