@@ -12,6 +12,8 @@
 
 pub mod checker;
 pub mod convert;
+pub mod cover;
+pub mod lp;
 pub mod model;
 pub mod quantity;
 pub mod requirements;

@@ -26,6 +26,15 @@
 //!   and memory (`efficient_types`), so claims grow towards shapes a cheap packing uses; when the
 //!   solve finishes the claim again lists every type that fits its pods (cheapest first). Off
 //!   for NodePools with limits, reserved offerings or minValues, and for single-pod batches.
+//! - Cost re-pack (not in upstream, `repack`): after the greedy pass, pods without placement
+//!   constraints (no topology spread, pod (anti-)affinity of their own or selecting them, host
+//!   ports, volumes, preferences, or node requirements beyond the NodePool's) are taken out of
+//!   their NodeClaims and packed again from the fractional covering optimum over pod shapes ×
+//!   types ([`crate::cover`]); the result is kept only when its launch prices (cheapest type
+//!   that fits each NodeClaim) are strictly cheaper in total. Same NodePools as the steering.
+//!   Upstream's first-fit fills a claim towards its largest listed type and lets the first pods
+//!   choose the family for everything after them: on the real catalog about 1.4× the honest
+//!   bound, against about 1.14× after the re-pack.
 //! - `PreparedNodePools` / `solve_prepared`: the per-NodePool digest of instance types is built
 //!   once and reused across solves (upstream rebuilds it every time).
 //! - Open-ended custom requirements (`Exists`, `NotIn`, bounds) get a concrete, deterministic
@@ -35,6 +44,8 @@
 
 // Rejections carry data for explanations; they are built only on the cold failure path.
 #![allow(clippy::result_large_err)]
+
+mod repack;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -441,6 +452,7 @@ fn solve_with(
 ) -> SchedulingResults {
     let mut s = Solver::new(input, prepared, options);
     s.run();
+    s.repack();
     s.finish()
 }
 

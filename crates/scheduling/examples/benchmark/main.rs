@@ -378,7 +378,11 @@ fn main() {
     }
     let _ = UNPREPARED.set(args.iter().any(|a| a == "--unprepared"));
     if args.iter().any(|a| a == "--catalog") {
-        real_catalog::run(pods.unwrap_or(2000), json);
+        real_catalog::run(
+            pods.unwrap_or(2000),
+            json,
+            args.iter().any(|a| a == "--verbose"),
+        );
         return;
     }
     let mut runs = Vec::new();

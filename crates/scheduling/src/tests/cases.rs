@@ -2218,3 +2218,95 @@ fn cost_aware_packing() {
             }),
     );
 }
+
+/// Small and large compute types plus a memory type, the small one dearer per core (so prices
+/// are not linear in CPU and memory and the re-pack runs): first-fit puts both CPU pods
+/// together on the 8-core type and the memory pods apart (0.40 + 0.80); a CPU pod beside the
+/// memory pods and the other alone on the small type is cheaper (0.80 + 0.22). Spot is 0.6×.
+fn repack_catalog() -> Vec<InstanceType> {
+    vec![
+        instance_type("c-4")
+            .cpu(4)
+            .mem("4Gi")
+            .everywhere(0.22)
+            .build(),
+        instance_type("c-8")
+            .cpu(8)
+            .mem("8Gi")
+            .everywhere(0.40)
+            .build(),
+        instance_type("r-8")
+            .cpu(8)
+            .mem("64Gi")
+            .everywhere(0.80)
+            .build(),
+    ]
+}
+
+fn total_price(o: &Outcome) -> f64 {
+    o.results
+        .new_nodeclaims
+        .iter()
+        .map(|c| c.cheapest_price)
+        .sum()
+}
+
+#[test]
+fn cost_repack() {
+    let pool = || scenario().nodepool(default_pool().types(repack_catalog()));
+    check(
+        "free pods are re-packed: a CPU pod rides with the memory pods, the other on the small type",
+        pool()
+            .pods(pods(2, "cpu", pod().cpu("4").mem("1Gi")))
+            .pods(pods(2, "mem", pod().cpu("1").mem("30Gi"))),
+        expect()
+            .placed(4)
+            .claims(2)
+            .same_node("mem-0", "mem-1")
+            .different_nodes("cpu-0", "cpu-1")
+            .that("$/h is the optimum (0.80 + 0.22) × 0.6 spot", |o| {
+                (total_price(o) - 1.02 * 0.6).abs() < 1e-9
+            }),
+    );
+    check(
+        "a re-packed NodeClaim lists only the types that fit its pods",
+        pool()
+            .pods(pods(2, "cpu", pod().cpu("4").mem("1Gi")))
+            .pods(pods(2, "mem", pod().cpu("1").mem("30Gi"))),
+        expect()
+            .instance_types_of("mem-0", &["r-8"])
+            .cheapest_type_of("mem-0", "r-8"),
+    );
+    check(
+        "pods with a zone spread keep their zones; only the free pods move",
+        pool()
+            .pods(pods(2, "cpu", pod().cpu("4").mem("1Gi")))
+            .pods(pods(2, "mem", pod().cpu("1").mem("30Gi")))
+            .pods(pods(
+                3,
+                "z",
+                pod().cpu("1").mem("1Gi").label("app", "z").spread(
+                    ZONE,
+                    1,
+                    DoNotSchedule,
+                    &[("app", "z")],
+                ),
+            )),
+        expect().placed(7).distinct_zones(3),
+    );
+    check(
+        "a pod with a host port is not moved off its NodeClaim",
+        pool()
+            .pods(pods(2, "cpu", pod().cpu("4").mem("1Gi").host_port(8080)))
+            .pods(pods(2, "mem", pod().cpu("1").mem("30Gi"))),
+        expect().placed(4).different_nodes("cpu-0", "cpu-1"),
+    );
+    check(
+        "a NodePool with limits is not re-packed (pessimistic limit accounting stays exact)",
+        scenario()
+            .nodepool(default_pool().types(repack_catalog()).limit("cpu", "1000"))
+            .pods(pods(2, "cpu", pod().cpu("4").mem("1Gi")))
+            .pods(pods(2, "mem", pod().cpu("1").mem("30Gi"))),
+        expect().placed(4),
+    );
+}

@@ -1,0 +1,529 @@
+//! Cost re-pack (not in upstream), run after the greedy pass: pods that carry no placement
+//! constraints are taken out of their NodeClaims and packed again against the optimum of the
+//! fractional covering problem ([`crate::cover`]).
+//!
+//! Why: first-fit grows a NodeClaim towards the largest listed type, while the launch price is
+//! that of the cheapest listed type that fits, and the first pods decide the family for all the
+//! others. The covering LP instead prices every pod shape at what it costs on the type that
+//! suits it best together with the shapes it shares nodes with; a greedy fill that maximises
+//! "value of the pods on the node ÷ node price" at those values turns it into whole nodes.
+//!
+//! Only "free" pods move: no topology spread, pod (anti-)affinity of their own or of any other
+//! pod selecting them, host ports, volumes, preferences or relaxations, and node requirements
+//! the NodePool template already implies. So no topology count, port or attach limit changes.
+//! Only NodePools without limits, reserved offerings or minValues take part (the same ones that
+//! use cost-efficient steering), and the result is kept only when it is strictly cheaper.
+
+use super::*;
+use crate::cover::{CoverType, fractional_cover};
+
+/// Pivot budget for each LP solved during a re-pack.
+const REPACK_MAX_PIVOTS: usize = 20_000;
+
+/// A NodeClaim the re-pack opens: pods, their requests, the types that fit, its price.
+type NewClaim = (Vec<usize>, Resources, Bits, f64);
+
+/// One whole node of the re-pack: its pods and their summed requests.
+struct PackedNode {
+    pods: Vec<usize>,
+    requests: Resources,
+}
+
+impl Solver<'_> {
+    /// Re-packs the free pods of every eligible NodePool (see the module docs).
+    pub(super) fn repack(&mut self) {
+        for pi in 0..self.pools.len() {
+            self.repack_pool(pi);
+        }
+    }
+
+    /// Whether pod `p` can move between this batch's NodeClaims of a pool with `template`
+    /// without any constraint noticing.
+    fn is_free(&self, p: usize, template: &Requirements) -> bool {
+        let Some(st) = self.pods.get(p) else {
+            return false;
+        };
+        st.counted_in.is_empty()
+            && st.required_groups.is_empty()
+            && st.preferred_affinity.is_empty()
+            && st.preferred_anti.is_empty()
+            && st.schedule_anyway.is_empty()
+            && st.preferred_terms.is_empty()
+            && st.required_terms.len() <= 1
+            && st.relaxations.is_empty()
+            && st.pod.host_ports.is_empty()
+            && st.volumes.is_empty()
+            && st.volume_alts.iter().all(Requirements::is_empty)
+            && (st.requirements.is_empty() || !template.clone().add_all(&st.requirements))
+    }
+
+    /// The price a claim launches at: the cheapest type that fits its pods among its widest
+    /// candidate set (as `finish` lists them).
+    fn launch_price(&self, c: &Claim) -> f64 {
+        let Some(pool) = self.pools.get(c.pool) else {
+            return f64::INFINITY;
+        };
+        let set = c
+            .wide
+            .as_ref()
+            .and_then(|w| {
+                self.filter_types(c.pool, w, Some(&c.requirements), &c.requests, &c.host_ports)
+                    .ok()
+                    .filter(|(_, relaxed)| !relaxed)
+                    .map(|(b, _)| b)
+            })
+            .unwrap_or_else(|| c.types.clone());
+        pool.cheapest(&c.requirements, &set)
+    }
+
+    fn repack_pool(&mut self, pi: usize) {
+        let Some(pool) = self.pools.get(pi) else {
+            return;
+        };
+        if pool.efficient.is_none() {
+            return;
+        }
+        let template = pool.template.clone();
+        let all = pool.all.clone();
+        // Claims holding free pods, and those pods.
+        let mut touched: Vec<usize> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        for (ci, c) in self.claims.iter().enumerate() {
+            if c.pool != pi || c.pods.is_empty() {
+                continue;
+            }
+            let mine: Vec<usize> = c
+                .pods
+                .iter()
+                .copied()
+                .filter(|p| self.is_free(*p, &template))
+                .collect();
+            if !mine.is_empty() {
+                touched.push(ci);
+                free.extend(mine);
+            }
+        }
+        if free.len() < 2 {
+            return;
+        }
+        let is_free: BTreeSet<usize> = free.iter().copied().collect();
+        let old_cost: f64 = touched
+            .iter()
+            .filter_map(|ci| self.claims.get(*ci))
+            .map(|c| self.launch_price(c))
+            .sum();
+        // Biggest first (the solver's queue order), so fills below place large pods first.
+        let request = |p: &usize| self.pods.get(*p).map(|s| s.requests.clone());
+        free.sort_by(|a, b| {
+            let (ra, rb) = (
+                request(a).unwrap_or_default(),
+                request(b).unwrap_or_default(),
+            );
+            rb.cpu
+                .cmp(&ra.cpu)
+                .then(rb.memory.cmp(&ra.memory))
+                .then(a.cmp(b))
+        });
+        // What stays on the touched claims: their constrained pods, plus free pods in their
+        // rounding slack (room left on the type they launch as, so the price does not move).
+        let mut kept: Vec<(usize, Vec<usize>, Resources, Bits)> = Vec::new();
+        let mut placed: BTreeSet<usize> = BTreeSet::new();
+        for &ci in &touched {
+            let Some(c) = self.claims.get(ci) else {
+                continue;
+            };
+            let stay: Vec<usize> = c
+                .pods
+                .iter()
+                .copied()
+                .filter(|p| !is_free.contains(p))
+                .collect();
+            if stay.is_empty() {
+                continue;
+            }
+            let mut requests = Resources::new();
+            for p in &stay {
+                if let Some(r) = request(p) {
+                    requests.add(&r);
+                }
+            }
+            let Ok((types, false)) =
+                self.filter_types(pi, &all, Some(&c.requirements), &requests, &c.host_ports)
+            else {
+                return;
+            };
+            kept.push((ci, stay, requests, types));
+        }
+        for (ci, stay, requests, types) in kept.iter_mut() {
+            let Some(c) = self.claims.get(*ci) else {
+                continue;
+            };
+            let summary = pool.offer_summary(&c.requirements);
+            let Some(&cheapest) = summary.by_price.iter().find(|t| types.get(**t)) else {
+                continue;
+            };
+            if !pool.uniform.get(cheapest).copied().unwrap_or(false) {
+                continue;
+            }
+            let Some(room) = pool.room.get(cheapest) else {
+                continue;
+            };
+            for p in &free {
+                if placed.contains(p) {
+                    continue;
+                }
+                let Some(r) = request(p) else { continue };
+                let total = requests.plus(&r);
+                if room.fits(&total) {
+                    *requests = total;
+                    stay.push(*p);
+                    placed.insert(*p);
+                }
+            }
+            if let Ok((t, false)) =
+                self.filter_types(pi, &all, Some(&c.requirements), requests, &c.host_ports)
+            {
+                *types = t;
+            }
+        }
+        let rest: Vec<usize> = free
+            .iter()
+            .copied()
+            .filter(|p| !placed.contains(p))
+            .collect();
+        let Some(packings) = self.pack_free(pi, &rest) else {
+            return;
+        };
+        let mut kept_cost = 0f64;
+        for (ci, _, _, types) in &kept {
+            let Some(c) = self.claims.get(*ci) else {
+                return;
+            };
+            kept_cost += pool.cheapest(&c.requirements, types);
+        }
+        // The cheapest of the candidate packings, each node priced at the cheapest type that
+        // fits it (what EC2 launches from the list the NodeClaim carries).
+        let mut best: Option<(f64, Vec<NewClaim>)> = None;
+        for nodes in packings {
+            let mut claims = Vec::with_capacity(nodes.len());
+            let mut cost = kept_cost;
+            let mut ok = true;
+            for n in nodes {
+                let Ok((types, false)) =
+                    self.filter_types(pi, &all, Some(&template), &n.requests, &[])
+                else {
+                    ok = false;
+                    break;
+                };
+                let price = pool.cheapest(&template, &types);
+                cost += price;
+                claims.push((n.pods, n.requests, types, price));
+            }
+            if ok && best.as_ref().is_none_or(|(c, _)| cost < *c) {
+                best = Some((cost, claims));
+            }
+        }
+        let Some((new_cost, new_claims)) = best else {
+            return;
+        };
+        // Strictly cheaper only (NaN never counts): ties keep upstream's first-fit packing.
+        if new_cost.partial_cmp(&(old_cost * (1.0 - 1e-9))) != Some(std::cmp::Ordering::Less) {
+            return;
+        }
+        // Apply: the touched claims keep what stays (or empty out), new claims take the rest.
+        let stays: BTreeMap<usize, (Vec<usize>, Resources, Bits)> = kept
+            .into_iter()
+            .map(|(ci, stay, requests, types)| (ci, (stay, requests, types)))
+            .collect();
+        for ci in touched {
+            let Some(c) = self.claims.get(ci) else {
+                continue;
+            };
+            let reqs = c.requirements.clone();
+            let (pods, requests, types) = stays
+                .get(&ci)
+                .cloned()
+                .unwrap_or_else(|| (Vec::new(), Resources::new(), Bits::zeros(pool.types.len())));
+            let price = pool.cheapest(&reqs, &types);
+            let max_room = self.max_room_of(pi, &types);
+            if let Some(c) = self.claims.get_mut(ci) {
+                c.pods = pods;
+                c.requests = requests;
+                c.types = types;
+                c.price = price;
+                c.wide = None;
+                c.max_room = max_room;
+            }
+        }
+        for (pods, requests, types, price) in new_claims {
+            let max_room = self.max_room_of(pi, &types);
+            let hostname = format!("hostname-placeholder-{:04}", self.claims.len());
+            self.claims.push(Claim {
+                pool: pi,
+                hostname,
+                requirements: template.clone(),
+                types,
+                requests,
+                pods,
+                host_ports: Vec::new(),
+                reservation: Resources::new(),
+                min_values_relaxed: false,
+                price,
+                wide: None,
+                max_room,
+            });
+        }
+    }
+
+    fn max_room_of(&self, pi: usize, types: &Bits) -> Option<Resources> {
+        let pool = self.pools.get(pi)?;
+        let mut max_room = Resources::new();
+        for t in types.ones() {
+            if let Some(r) = pool.room.get(t) {
+                max_room.max_with(r);
+            }
+        }
+        pool.uniform.iter().all(|u| *u).then_some(max_room)
+    }
+
+    /// Packs `pods` (all free, in queue order) into whole nodes of the pool's types, two ways
+    /// from the covering LP over their request shapes: (1) round the LP's own placement (whole
+    /// pods of each shape it puts on a type go first-fit-decreasing into nodes of that type),
+    /// (2) repeatedly open the node whose greedy fill has the highest value per dollar at the
+    /// LP's per-shape values. Leftovers of (1) are packed as in (2). `None` when the LP fails.
+    fn pack_free(&self, pi: usize, pods: &[usize]) -> Option<Vec<Vec<PackedNode>>> {
+        let pool = self.pools.get(pi)?;
+        let mut by_shape: BTreeMap<Resources, Vec<usize>> = BTreeMap::new();
+        for p in pods {
+            let st = self.pods.get(*p)?;
+            by_shape.entry(st.requests.clone()).or_default().push(*p);
+        }
+        if by_shape.is_empty() {
+            return Some(Vec::new());
+        }
+        let shapes: Vec<(Resources, usize)> = by_shape
+            .iter()
+            .map(|(r, ps)| (r.clone(), ps.len()))
+            .collect();
+        let compat = pool.compat(&pool.template);
+        let types: Vec<CoverType> = (0..pool.types.len())
+            .map(|t| {
+                let usable = compat.get(t) && pool.uniform.get(t).copied().unwrap_or(false);
+                CoverType {
+                    room: if usable {
+                        pool.room.get(t).cloned().unwrap_or_default()
+                    } else {
+                        Resources::new()
+                    },
+                    price: if usable {
+                        pool.template_prices
+                            .get(t)
+                            .copied()
+                            .unwrap_or(f64::INFINITY)
+                    } else {
+                        f64::INFINITY
+                    },
+                }
+            })
+            .collect();
+        let cover = fractional_cover(&shapes, &types, REPACK_MAX_PIVOTS)?;
+        // A pod's worth: its LP value, plus a sliver of its cheapest stand-alone fractional
+        // cost so that pods the LP values at zero (they ride in slack) still order by size.
+        let standalone: Vec<f64> = shapes
+            .iter()
+            .map(|(q, _)| {
+                types
+                    .iter()
+                    .filter(|t| t.price.is_finite() && t.room.fits(q))
+                    .map(|t| t.price * share(q, &t.room))
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .collect();
+        let worth: Vec<f64> = cover
+            .pod_values
+            .iter()
+            .zip(&standalone)
+            .map(|(u, s)| u.max(0.0) + 1e-3 * if s.is_finite() { *s } else { 0.0 })
+            .collect();
+        let candidates: Vec<usize> = (0..types.len())
+            .filter(|t| {
+                types
+                    .get(*t)
+                    .is_some_and(|ct| ct.price.is_finite() && ct.price > 0.0)
+            })
+            .collect();
+        let queues: Vec<Vec<usize>> = by_shape.into_values().collect();
+        let counts: Vec<usize> = shapes.iter().map(|(_, n)| *n).collect();
+        let greedy = greedy_pack(&shapes, &types, &candidates, &worth, counts.clone())?;
+        // LP rounding: whole pods of the LP's placement per type, biggest types first.
+        let mut left = counts;
+        let mut rounded: Vec<(usize, Vec<usize>)> = Vec::new();
+        let mut order: Vec<usize> = (0..types.len())
+            .filter(|t| cover.nodes.get(*t).is_some_and(|x| *x > 1e-9))
+            .collect();
+        order.sort_by(|a, b| {
+            let (xa, xb) = (cover.nodes.get(*a), cover.nodes.get(*b));
+            xb.partial_cmp(&xa)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.cmp(b))
+        });
+        for t in order {
+            let (Some(ct), Some(placed)) = (types.get(t), cover.placed.get(t)) else {
+                continue;
+            };
+            let mut items: Vec<usize> = Vec::new();
+            for (g, y) in placed.iter().enumerate() {
+                let Some(n) = left.get_mut(g) else { continue };
+                let take = ((y + 1e-6).floor() as usize).min(*n);
+                *n -= take;
+                items.extend(std::iter::repeat_n(g, take));
+            }
+            // Decreasing by the largest share of the node each pod takes.
+            items.sort_by(|a, b| {
+                let sa = shapes.get(*a).map_or(0.0, |(q, _)| share(q, &ct.room));
+                let sb = shapes.get(*b).map_or(0.0, |(q, _)| share(q, &ct.room));
+                sb.total_cmp(&sa).then(a.cmp(b))
+            });
+            let mut open: Vec<(Resources, Vec<usize>)> = Vec::new();
+            for g in items {
+                let Some((q, _)) = shapes.get(g) else {
+                    continue;
+                };
+                match open
+                    .iter_mut()
+                    .find(|(used, _)| ct.room.fits(&used.plus(q)))
+                {
+                    Some((used, gs)) => {
+                        used.add(q);
+                        gs.push(g);
+                    }
+                    None => open.push((q.clone(), vec![g])),
+                }
+            }
+            rounded.extend(open.into_iter().map(|(_, gs)| (t, gs)));
+        }
+        rounded.extend(greedy_pack(&shapes, &types, &candidates, &worth, left)?);
+        let mut out = Vec::new();
+        for packing in [greedy, rounded] {
+            let mut queues: Vec<std::collections::VecDeque<usize>> =
+                queues.iter().map(|q| q.iter().copied().collect()).collect();
+            let mut nodes = Vec::with_capacity(packing.len());
+            for (_, gs) in packing {
+                let mut node = PackedNode {
+                    pods: Vec::new(),
+                    requests: Resources::new(),
+                };
+                for g in gs {
+                    let p = queues.get_mut(g)?.pop_front()?;
+                    node.requests.add(&self.pods.get(p)?.requests);
+                    node.pods.push(p);
+                }
+                nodes.push(node);
+            }
+            out.push(nodes);
+        }
+        Some(out)
+    }
+}
+
+/// Whole nodes as (type, shape of each pod): repeatedly the node whose greedy fill has the
+/// highest worth per dollar, repeated while the counts allow. `None` if a pod fits nowhere.
+fn greedy_pack(
+    shapes: &[(Resources, usize)],
+    types: &[CoverType],
+    candidates: &[usize],
+    worth: &[f64],
+    mut left: Vec<usize>,
+) -> Option<Vec<(usize, Vec<usize>)>> {
+    let mut nodes = Vec::new();
+    while left.iter().any(|n| *n > 0) {
+        // (efficiency, price, type, fill)
+        let mut best: Option<(f64, f64, usize, Vec<usize>)> = None;
+        for &t in candidates {
+            let Some(ct) = types.get(t) else { continue };
+            let Some(fill) = greedy_fill(shapes, &left, worth, &ct.room) else {
+                continue;
+            };
+            let value: f64 = fill.iter().zip(worth).map(|(k, w)| *k as f64 * w).sum();
+            let eff = value / ct.price;
+            let better = match &best {
+                None => true,
+                Some((be, bp, _, _)) => {
+                    eff > be * (1.0 + 1e-9) || (eff >= be * (1.0 - 1e-9) && ct.price < *bp)
+                }
+            };
+            if better {
+                best = Some((eff, ct.price, t, fill));
+            }
+        }
+        let (_, _, t, fill) = best?;
+        // The same fill fits as many more times as the counts allow.
+        let reps = fill
+            .iter()
+            .zip(&left)
+            .filter(|(k, _)| **k > 0)
+            .map(|(k, n)| n / k)
+            .min()
+            .unwrap_or(0)
+            .max(1);
+        let gs: Vec<usize> = fill
+            .iter()
+            .enumerate()
+            .flat_map(|(g, k)| std::iter::repeat_n(g, *k))
+            .collect();
+        for (n, k) in left.iter_mut().zip(&fill) {
+            *n -= (k * reps).min(*n);
+        }
+        nodes.extend(std::iter::repeat_n((t, gs), reps));
+    }
+    Some(nodes)
+}
+
+/// The largest fraction of `room` that `q` takes in any resource.
+fn share(q: &Resources, room: &Resources) -> f64 {
+    q.iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(n, v)| v as f64 / room.get(n).max(1) as f64)
+        .fold(0f64, f64::max)
+}
+
+/// A greedy integral fill of one node with `room`: shapes by worth per share of the room (the
+/// knapsack density order), each taken as many times as still fits. `None` when nothing fits.
+fn greedy_fill(
+    shapes: &[(Resources, usize)],
+    left: &[usize],
+    worth: &[f64],
+    room: &Resources,
+) -> Option<Vec<usize>> {
+    let mut order: Vec<(f64, usize)> = shapes
+        .iter()
+        .enumerate()
+        .filter(|(g, (q, _))| left.get(*g).is_some_and(|n| *n > 0) && room.fits(q))
+        .map(|(g, (q, _))| (worth.get(g).copied().unwrap_or(0.0) / share(q, room), g))
+        .collect();
+    if order.is_empty() {
+        return None;
+    }
+    order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut fill = vec![0usize; shapes.len()];
+    let mut used = Resources::new();
+    for (_, g) in order {
+        let (Some((q, _)), Some(n)) = (shapes.get(g), left.get(g)) else {
+            continue;
+        };
+        let copies = q
+            .iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(name, v)| ((room.get(name) - used.get(name)).max(0) / v) as usize)
+            .min()
+            .unwrap_or(*n)
+            .min(*n);
+        for _ in 0..copies {
+            used.add(q);
+        }
+        if let Some(f) = fill.get_mut(g) {
+            *f = copies;
+        }
+    }
+    Some(fill)
+}
