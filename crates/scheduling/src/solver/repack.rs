@@ -20,8 +20,12 @@ use crate::cover::{CoverType, fractional_cover};
 /// Pivot budget for each LP solved during a re-pack.
 const REPACK_MAX_PIVOTS: usize = 20_000;
 
-/// A NodeClaim the re-pack opens: pods, their requests, the types that fit, its price.
-type NewClaim = (Vec<usize>, Resources, Bits, f64);
+/// Topology keys a movable pod must keep, with their values (empty: the pod may go anywhere).
+type Class = BTreeMap<String, String>;
+
+/// A NodeClaim the re-pack opens: requirements, pods, their requests, the types that fit, its
+/// price.
+type NewClaim = (Requirements, Vec<usize>, Resources, Bits, f64);
 
 /// One whole node of the re-pack: its pods and their summed requests.
 struct PackedNode {
@@ -37,24 +41,37 @@ impl Solver<'_> {
         }
     }
 
-    /// Whether pod `p` can move between this batch's NodeClaims of a pool with `template`
-    /// without any constraint noticing.
-    fn is_free(&self, p: usize, template: &Requirements) -> bool {
-        let Some(st) = self.pods.get(p) else {
-            return false;
-        };
-        st.counted_in.is_empty()
-            && st.required_groups.is_empty()
-            && st.preferred_affinity.is_empty()
-            && st.preferred_anti.is_empty()
-            && st.schedule_anyway.is_empty()
-            && st.preferred_terms.is_empty()
+    /// Whether pod `p` (on claim `c`) can move to another NodeClaim of the pool with `template`
+    /// without any constraint noticing, and if so the domains it must keep: for every
+    /// topology group it owns or is counted in (none keyed by hostname, none with a node
+    /// filter), the claim's single value for the group's key. A pod keeping those values keeps
+    /// every zone (or other key) count, so spreads, affinities and anti-affinities stay as the
+    /// greedy pass left them.
+    fn movable_class(&self, p: usize, c: &Claim, template: &Requirements) -> Option<Class> {
+        let st = self.pods.get(p)?;
+        let simple = st.preferred_terms.is_empty()
             && st.required_terms.len() <= 1
             && st.relaxations.is_empty()
             && st.pod.host_ports.is_empty()
             && st.volumes.is_empty()
-            && st.volume_alts.iter().all(Requirements::is_empty)
-            && (st.requirements.is_empty() || !template.clone().add_all(&st.requirements))
+            && st.volume_alts.iter().all(Requirements::is_empty);
+        if !simple {
+            return None;
+        }
+        let mut class = Class::new();
+        for g in st.active_groups().chain(st.counted_in.iter().copied()) {
+            let group = self.groups.get(g)?;
+            if group.key.key == labels::HOSTNAME || group.key.node_filter.is_some() {
+                return None;
+            }
+            let value = c.requirements.get(&group.key.key)?.single_value()?;
+            class.insert(group.key.key.clone(), value.to_string());
+        }
+        let mut reqs = template.clone();
+        for (k, v) in &class {
+            reqs.add(k, Requirement::in_values([v.clone()]));
+        }
+        (st.requirements.is_empty() || !reqs.add_all(&st.requirements)).then_some(class)
     }
 
     /// The price a claim launches at: the cheapest type that fits its pods among its widest
@@ -85,22 +102,24 @@ impl Solver<'_> {
         }
         let template = pool.template.clone();
         let all = pool.all.clone();
-        // Claims holding free pods, and those pods.
+        // Claims holding movable pods, and those pods with the domains they must keep.
         let mut touched: Vec<usize> = Vec::new();
         let mut free: Vec<usize> = Vec::new();
+        let mut class_of: BTreeMap<usize, Class> = BTreeMap::new();
         for (ci, c) in self.claims.iter().enumerate() {
             if c.pool != pi || c.pods.is_empty() {
                 continue;
             }
-            let mine: Vec<usize> = c
-                .pods
-                .iter()
-                .copied()
-                .filter(|p| self.is_free(*p, &template))
-                .collect();
-            if !mine.is_empty() {
+            let mut any = false;
+            for &p in &c.pods {
+                if let Some(class) = self.movable_class(p, c, &template) {
+                    free.push(p);
+                    class_of.insert(p, class);
+                    any = true;
+                }
+            }
+            if any {
                 touched.push(ci);
-                free.extend(mine);
             }
         }
         if free.len() < 2 {
@@ -172,6 +191,14 @@ impl Solver<'_> {
                 if placed.contains(p) {
                     continue;
                 }
+                let keeps_domains = class_of.get(p).is_some_and(|class| {
+                    class.iter().all(|(k, v)| {
+                        c.requirements.get(k).and_then(|r| r.single_value()) == Some(v.as_str())
+                    })
+                });
+                if !keeps_domains {
+                    continue;
+                }
                 let Some(r) = request(p) else { continue };
                 let total = requests.plus(&r);
                 if room.fits(&total) {
@@ -191,9 +218,25 @@ impl Solver<'_> {
             .copied()
             .filter(|p| !placed.contains(p))
             .collect();
-        let Some(packings) = self.pack_free(pi, &rest) else {
-            return;
-        };
+        // Each class packs on its own, on NodeClaims pinned to the class's domains.
+        let mut by_class: BTreeMap<Class, Vec<usize>> = BTreeMap::new();
+        for p in rest {
+            by_class
+                .entry(class_of.get(&p).cloned().unwrap_or_default())
+                .or_default()
+                .push(p);
+        }
+        let mut classes: Vec<(Requirements, Vec<Vec<PackedNode>>)> = Vec::new();
+        for (class, pods) in by_class {
+            let mut reqs = template.clone();
+            for (k, v) in class {
+                reqs.add(&k, Requirement::in_values([v]));
+            }
+            let Some(packings) = self.pack_free(pi, &pods, &reqs) else {
+                return;
+            };
+            classes.push((reqs, packings));
+        }
         let mut kept_cost = 0f64;
         for (ci, _, _, types) in &kept {
             let Some(c) = self.claims.get(*ci) else {
@@ -201,31 +244,37 @@ impl Solver<'_> {
             };
             kept_cost += pool.cheapest(&c.requirements, types);
         }
-        // The cheapest of the candidate packings, each node priced at the cheapest type that
-        // fits it (what EC2 launches from the list the NodeClaim carries).
-        let mut best: Option<(f64, Vec<NewClaim>)> = None;
-        for nodes in packings {
-            let mut claims = Vec::with_capacity(nodes.len());
-            let mut cost = kept_cost;
-            let mut ok = true;
-            for n in nodes {
-                let Ok((types, false)) =
-                    self.filter_types(pi, &all, Some(&template), &n.requests, &[])
-                else {
-                    ok = false;
-                    break;
-                };
-                let price = pool.cheapest(&template, &types);
-                cost += price;
-                claims.push((n.pods, n.requests, types, price));
+        // Per class, the cheapest of the candidate packings, each node priced at the cheapest
+        // type that fits it (what EC2 launches from the list the NodeClaim carries).
+        let mut new_cost = kept_cost;
+        let mut new_claims: Vec<NewClaim> = Vec::new();
+        for (reqs, packings) in classes {
+            let mut best: Option<(f64, Vec<NewClaim>)> = None;
+            for nodes in packings {
+                let mut claims = Vec::with_capacity(nodes.len());
+                let mut cost = 0f64;
+                let mut ok = true;
+                for n in nodes {
+                    let Ok((types, false)) =
+                        self.filter_types(pi, &all, Some(&reqs), &n.requests, &[])
+                    else {
+                        ok = false;
+                        break;
+                    };
+                    let price = pool.cheapest(&reqs, &types);
+                    cost += price;
+                    claims.push((reqs.clone(), n.pods, n.requests, types, price));
+                }
+                if ok && best.as_ref().is_none_or(|(c, _)| cost < *c) {
+                    best = Some((cost, claims));
+                }
             }
-            if ok && best.as_ref().is_none_or(|(c, _)| cost < *c) {
-                best = Some((cost, claims));
-            }
+            let Some((cost, claims)) = best else {
+                return;
+            };
+            new_cost += cost;
+            new_claims.extend(claims);
         }
-        let Some((new_cost, new_claims)) = best else {
-            return;
-        };
         // Strictly cheaper only (NaN never counts): ties keep upstream's first-fit packing.
         if new_cost.partial_cmp(&(old_cost * (1.0 - 1e-9))) != Some(std::cmp::Ordering::Less) {
             return;
@@ -255,13 +304,13 @@ impl Solver<'_> {
                 c.max_room = max_room;
             }
         }
-        for (pods, requests, types, price) in new_claims {
+        for (requirements, pods, requests, types, price) in new_claims {
             let max_room = self.max_room_of(pi, &types);
             let hostname = format!("hostname-placeholder-{:04}", self.claims.len());
             self.claims.push(Claim {
                 pool: pi,
                 hostname,
-                requirements: template.clone(),
+                requirements,
                 types,
                 requests,
                 pods,
@@ -286,12 +335,18 @@ impl Solver<'_> {
         pool.uniform.iter().all(|u| *u).then_some(max_room)
     }
 
-    /// Packs `pods` (all free, in queue order) into whole nodes of the pool's types, two ways
+    /// Packs `pods` (all movable within `reqs`, in queue order) into whole nodes of the pool's
+    /// types that `reqs` allows (priced by the offerings it allows), two ways
     /// from the covering LP over their request shapes: (1) round the LP's own placement (whole
     /// pods of each shape it puts on a type go first-fit-decreasing into nodes of that type),
     /// (2) repeatedly open the node whose greedy fill has the highest value per dollar at the
     /// LP's per-shape values. Leftovers of (1) are packed as in (2). `None` when the LP fails.
-    fn pack_free(&self, pi: usize, pods: &[usize]) -> Option<Vec<Vec<PackedNode>>> {
+    fn pack_free(
+        &self,
+        pi: usize,
+        pods: &[usize],
+        reqs: &Requirements,
+    ) -> Option<Vec<Vec<PackedNode>>> {
         let pool = self.pools.get(pi)?;
         let mut by_shape: BTreeMap<Resources, Vec<usize>> = BTreeMap::new();
         for p in pods {
@@ -305,7 +360,8 @@ impl Solver<'_> {
             .iter()
             .map(|(r, ps)| (r.clone(), ps.len()))
             .collect();
-        let compat = pool.compat(&pool.template);
+        let compat = pool.compat(reqs);
+        let offers = pool.offer_summary(reqs);
         let types: Vec<CoverType> = (0..pool.types.len())
             .map(|t| {
                 let usable = compat.get(t) && pool.uniform.get(t).copied().unwrap_or(false);
@@ -316,10 +372,7 @@ impl Solver<'_> {
                         Resources::new()
                     },
                     price: if usable {
-                        pool.template_prices
-                            .get(t)
-                            .copied()
-                            .unwrap_or(f64::INFINITY)
+                        offers.per_type.get(t).map_or(f64::INFINITY, |o| o.0)
                     } else {
                         f64::INFINITY
                     },
@@ -404,7 +457,15 @@ impl Solver<'_> {
         }
         rounded.extend(greedy_pack(&shapes, &types, &candidates, &worth, left)?);
         let mut out = Vec::new();
+        // Cheapest candidate types first, for pricing a node at the cheapest type that fits it.
+        let mut by_price = candidates.clone();
+        by_price.sort_by(|a, b| {
+            let pa = types.get(*a).map_or(f64::INFINITY, |t| t.price);
+            let pb = types.get(*b).map_or(f64::INFINITY, |t| t.price);
+            pa.total_cmp(&pb).then(a.cmp(b))
+        });
         for packing in [greedy, rounded] {
+            let packing = drain_weak_nodes(packing, &shapes, &types, &by_price, &worth);
             let mut queues: Vec<std::collections::VecDeque<usize>> =
                 queues.iter().map(|q| q.iter().copied().collect()).collect();
             let mut nodes = Vec::with_capacity(packing.len());
@@ -477,6 +538,115 @@ fn greedy_pack(
         nodes.extend(std::iter::repeat_n((t, gs), reps));
     }
     Some(nodes)
+}
+
+/// Empties the least cost-effective nodes into the slack of the others: each node is priced
+/// at the cheapest type that fits its pods, and a node whose pods all fit into the room other
+/// nodes have left on *their* launch types is dropped (every move leaves prices unchanged, so
+/// each drop saves a whole node). Weakest first by worth per dollar.
+fn drain_weak_nodes(
+    nodes: Vec<(usize, Vec<usize>)>,
+    shapes: &[(Resources, usize)],
+    types: &[CoverType],
+    by_price: &[usize],
+    worth: &[f64],
+) -> Vec<(usize, Vec<usize>)> {
+    struct Node {
+        ty: usize,
+        shapes: Vec<usize>,
+        used: Resources,
+        room: Resources,
+        price: f64,
+        worth: f64,
+    }
+    let mut live: Vec<Node> = nodes
+        .into_iter()
+        .map(|(ty, gs)| {
+            let mut used = Resources::new();
+            let mut w = 0f64;
+            for g in &gs {
+                if let Some((q, _)) = shapes.get(*g) {
+                    used.add(q);
+                }
+                w += worth.get(*g).copied().unwrap_or(0.0);
+            }
+            let launch = by_price
+                .iter()
+                .find(|t| types.get(**t).is_some_and(|ct| ct.room.fits(&used)))
+                .copied()
+                .unwrap_or(ty);
+            let (room, price) = types
+                .get(launch)
+                .map_or((Resources::new(), f64::INFINITY), |ct| {
+                    (ct.room.clone(), ct.price)
+                });
+            Node {
+                ty: launch,
+                shapes: gs,
+                used,
+                room,
+                price,
+                worth: w,
+            }
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..live.len()).collect();
+    order.sort_by(|a, b| {
+        let ea = live.get(*a).map_or(0.0, |n| n.worth / n.price);
+        let eb = live.get(*b).map_or(0.0, |n| n.worth / n.price);
+        ea.total_cmp(&eb).then(a.cmp(b))
+    });
+    let mut dropped = vec![false; live.len()];
+    for &i in &order {
+        let Some(node) = live.get(i) else { continue };
+        let mut moves: Vec<(usize, usize)> = Vec::new(); // (shape, to node)
+        let mut extra: BTreeMap<usize, Resources> = BTreeMap::new();
+        let mut all_fit = true;
+        for &g in &node.shapes {
+            let Some((q, _)) = shapes.get(g) else {
+                all_fit = false;
+                break;
+            };
+            let target = live.iter().enumerate().position(|(j, other)| {
+                j != i
+                    && !dropped.get(j).copied().unwrap_or(true)
+                    && other.room.fits(
+                        &other
+                            .used
+                            .plus(extra.get(&j).unwrap_or(&Resources::new()))
+                            .plus(q),
+                    )
+            });
+            match target {
+                Some(j) => {
+                    extra.entry(j).or_default().add(q);
+                    moves.push((g, j));
+                }
+                None => {
+                    all_fit = false;
+                    break;
+                }
+            }
+        }
+        if !all_fit || moves.is_empty() {
+            continue;
+        }
+        for (g, j) in moves {
+            if let (Some(other), Some((q, _))) = (live.get_mut(j), shapes.get(g)) {
+                other.used.add(q);
+                other.shapes.push(g);
+                other.worth += worth.get(g).copied().unwrap_or(0.0);
+            }
+        }
+        if let Some(d) = dropped.get_mut(i) {
+            *d = true;
+        }
+    }
+    live.into_iter()
+        .zip(dropped)
+        .filter(|(_, d)| !d)
+        .map(|(n, _)| (n.ty, n.shapes))
+        .collect()
 }
 
 /// The largest fraction of `room` that `q` takes in any resource.
