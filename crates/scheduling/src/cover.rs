@@ -41,9 +41,17 @@ pub struct Cover {
     /// Per type: resource prices `vₜ` per base unit of each resource (millicore, byte, count);
     /// a type pruned as dominated carries the prices of a kept type dominating it.
     pub resource_prices: Vec<Vec<f64>>,
+    /// Per type: whether its fills were priced in whole pods (small types, see
+    /// [`MAX_EXACT_PODS`]); for those `resource_prices` are the fractional fill's and do not
+    /// certify the pod values on their own.
+    pub whole_pods: Vec<bool>,
     /// Per type, per shape: fractional pods placed (`y_gt`).
     pub placed: Vec<Vec<f64>>,
 }
+
+/// Types that can hold at most this many of the shapes' pods are priced with their best
+/// whole-pod fill (exact enumeration) instead of the fractional one.
+pub const MAX_EXACT_PODS: usize = 8;
 
 /// Column-generation rounds before giving up on optimality (the bound stays valid).
 const MAX_ROUNDS: usize = 200;
@@ -65,6 +73,17 @@ pub fn fractional_cover(
     shapes: &[(Resources, usize)],
     types: &[CoverType],
     max_pivots: usize,
+) -> Option<Cover> {
+    cover_with(shapes, types, max_pivots, true)
+}
+
+/// [`fractional_cover`] with the whole-pod pricing of small types switched on or off (off: a
+/// looser bound whose fractional placement sometimes rounds to a cheaper packing).
+pub fn cover_with(
+    shapes: &[(Resources, usize)],
+    types: &[CoverType],
+    max_pivots: usize,
+    whole_pods_on_small_types: bool,
 ) -> Option<Cover> {
     let mut names: Vec<String> = Vec::new();
     for (q, _) in shapes {
@@ -135,6 +154,8 @@ pub fn fractional_cover(
                     .filter(|(_, qv)| **qv > 0.0)
                     .map(|(a, qv)| a / qv)
                     .fold(f64::INFINITY, f64::min);
+                // Whole pods: a starting column must be a fill a real node can hold.
+                let count = (count + 1e-9).floor();
                 (t, count, price / count)
             })
             .filter(|(_, count, _)| count.is_finite() && *count > 0.0)
@@ -146,6 +167,7 @@ pub fn fractional_cover(
     let counts: Vec<f64> = shapes.iter().map(|(_, n)| *n as f64).collect();
     let mut master;
     let mut type_prices: Vec<Vec<f64>> = vec![vec![0f64; r_count]; kept.len()];
+    let mut integral = vec![false; kept.len()];
     let mut scale;
     let mut rounds = 0usize;
     loop {
@@ -181,11 +203,29 @@ pub fn fractional_cover(
                 .collect();
             let best = lp::maximize(&pa, room, &pc, max_pivots)?;
             *type_prices.get_mut(t)? = best.dual.clone();
-            if best.value > price * (1.0 + 1e-9) {
-                scale = scale.min(price / best.value);
+            // Small nodes hold few pods, and there the fractional fill overstates what a node
+            // can really hold (1.9 one-CPU pods on a 2-vCPU type): their best *whole-pod* fill
+            // is found exactly instead, which keeps the bound valid and makes it tighter.
+            let exact = if whole_pods_on_small_types {
+                exact_fill(room, &q, &live, &pc, &counts)
+            } else {
+                None
+            };
+            let (value, fill_of) = match exact {
+                Some((value, copies)) => {
+                    *integral.get_mut(t)? = true;
+                    (
+                        value,
+                        copies.iter().map(|k| *k as f64).collect::<Vec<f64>>(),
+                    )
+                }
+                None => (best.value, best.primal.clone()),
+            };
+            if value > price * (1.0 + 1e-9) {
+                scale = scale.min(price / value);
                 let mut fill = vec![0f64; g_count];
                 for (j, g) in live.iter().enumerate() {
-                    *fill.get_mut(*g)? = *best.primal.get(j)?;
+                    *fill.get_mut(*g)? = *fill_of.get(j)?;
                 }
                 columns.push((t, fill));
                 added += 1;
@@ -214,7 +254,9 @@ pub fn fractional_cover(
             *placed.get_mut(*i)?.get_mut(g)? += lambda * z;
         }
     }
+    let mut whole_pods = vec![false; types.len()];
     for (t, (i, _, _)) in kept.iter().enumerate() {
+        *whole_pods.get_mut(*i)? = *integral.get(t)?;
         let prices = resource_prices.get_mut(*i)?;
         for (r, name) in names.iter().enumerate() {
             *prices.get_mut(r)? = scale * type_prices.get(t)?.get(r)? / unit(name);
@@ -242,8 +284,108 @@ pub fn fractional_cover(
         pod_values,
         nodes,
         resource_prices,
+        whole_pods,
         placed,
     })
+}
+
+/// The most valuable whole-pod fill of a node with `room` (scaled units) over the shapes in
+/// `live` (values `value`, at most `counts` each), when at most [`MAX_EXACT_PODS`] of them
+/// fit; `None` for larger nodes. Depth-first over shapes, most valuable first, pruned by
+/// "every remaining slot at the best remaining value".
+fn exact_fill(
+    room: &[f64],
+    q: &[Vec<f64>],
+    live: &[usize],
+    value: &[f64],
+    counts: &[f64],
+) -> Option<(f64, Vec<usize>)> {
+    // Most pods that can fit: per resource, room over the smallest request of any live shape.
+    let mut cap = usize::MAX;
+    for (r, room_r) in room.iter().enumerate() {
+        let smallest = live
+            .iter()
+            .filter_map(|g| q.get(*g)?.get(r).copied())
+            .fold(f64::INFINITY, f64::min);
+        if smallest > 0.0 && smallest.is_finite() {
+            cap = cap.min((room_r / smallest + 1e-9).floor() as usize);
+        }
+    }
+    if cap > MAX_EXACT_PODS {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..live.len()).collect();
+    order.sort_by(|a, b| {
+        let (va, vb) = (value.get(*a).copied(), value.get(*b).copied());
+        vb.partial_cmp(&va)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(b))
+    });
+    struct Search<'a> {
+        q: &'a [Vec<f64>],
+        live: &'a [usize],
+        value: &'a [f64],
+        counts: &'a [f64],
+        order: Vec<usize>,
+        best: f64,
+        best_fill: Vec<usize>,
+        fill: Vec<usize>,
+    }
+    fn go(s: &mut Search<'_>, pos: usize, left: &mut [f64], slots: usize, acc: f64) {
+        if acc > s.best + 1e-12 {
+            s.best = acc;
+            s.best_fill.clone_from(&s.fill);
+        }
+        let Some(&j) = s.order.get(pos) else { return };
+        let vj = s.value.get(j).copied().unwrap_or(0.0);
+        // Values only fall from here on: every remaining slot at vj is the most it can add.
+        if slots == 0 || vj <= 0.0 || acc + slots as f64 * vj <= s.best + 1e-12 {
+            return;
+        }
+        let Some(qg) = s.live.get(j).and_then(|g| s.q.get(*g)) else {
+            return;
+        };
+        let limit = s
+            .live
+            .get(j)
+            .and_then(|g| s.counts.get(*g))
+            .map_or(0, |c| *c as usize);
+        let mut most = slots.min(limit);
+        for (r, need) in qg.iter().enumerate() {
+            if *need > 0.0 {
+                let have = left.get(r).copied().unwrap_or(0.0);
+                most = most.min((have / need + 1e-9).floor().max(0.0) as usize);
+            }
+        }
+        for k in (0..=most).rev() {
+            for (l, need) in left.iter_mut().zip(qg) {
+                *l -= need * k as f64;
+            }
+            if let Some(f) = s.fill.get_mut(j) {
+                *f = k;
+            }
+            go(s, pos + 1, left, slots - k, acc + vj * k as f64);
+            for (l, need) in left.iter_mut().zip(qg) {
+                *l += need * k as f64;
+            }
+        }
+        if let Some(f) = s.fill.get_mut(j) {
+            *f = 0;
+        }
+    }
+    let mut search = Search {
+        q,
+        live,
+        value,
+        counts,
+        order,
+        best: 0.0,
+        best_fill: vec![0; live.len()],
+        fill: vec![0; live.len()],
+    };
+    let mut left = room.to_vec();
+    go(&mut search, 0, &mut left, cap, 0.0);
+    Some((search.best, search.best_fill))
 }
 
 #[cfg(test)]
@@ -333,6 +475,12 @@ mod tests {
     fn pods_slots_bind() {
         // Only 2 pod slots per node: 4 tiny pods need 2 nodes.
         check(&[shape(100, 0, 4)], &[ty(4000, 4, 2, 1.0)], Some(2.0));
+    }
+
+    #[test]
+    fn small_nodes_hold_whole_pods() {
+        // 1.93 cores: fractionally 1.93 one-core pods per node (4 pods ≈ 2.07 nodes), really one.
+        check(&[shape(1000, 0, 4)], &[ty(1930, 4, 4, 1.0)], Some(4.0));
     }
 
     #[test]

@@ -19,16 +19,17 @@
 //!   memory, pod slot and GPUs must sit on one node: the fractional covering LP of
 //!   `karpenter_scheduling::cover` over shapes × allowed types (allocatable after kube/system
 //!   reserved and eviction threshold, max pods as a resource, cheapest available offering).
-//!   It relaxes only integrality (fractional nodes) and topology. The figure printed is
-//!   certified here from the LP's per-type resource prices, independently of the simplex (see
-//!   `shape_bound`), so it is a valid lower bound even if the LP code were wrong.
+//!   Types that hold at most 8 pods are priced by their best whole-pod fill (a 2-vCPU node
+//!   holds one 1-CPU pod, not 1.9). It relaxes topology, the integrality of node counts and of
+//!   fills on larger types. The figure printed is certified here (see `shape_bound`),
+//!   independently of the LP code, so it is a valid lower bound even if that code were wrong.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use karpenter_apis::labels;
 use karpenter_catalog::{Catalog, CatalogInstanceType};
-use karpenter_scheduling::cover::{CoverType, fractional_cover};
+use karpenter_scheduling::cover::{CoverType, MAX_EXACT_PODS, fractional_cover};
 use karpenter_scheduling::model::{
     InclusionPolicy, LabelSelector, NodeClassRef, NodePoolView, Offering, Overhead, PodView,
     TopologySpreadConstraint, WhenUnsatisfiable,
@@ -221,14 +222,17 @@ fn lp_bound(np: &NodePoolView, c: f64, m: f64, pods: Option<&[PodView]>) -> f64 
 /// The pod-shape covering bound ([`karpenter_scheduling::cover`]): pods are grouped by request
 /// shape, every allowed type is priced at its cheapest available offering with its allocatable
 /// room (CPU, memory, pods, GPUs: kube/system reserved and eviction threshold already taken
-/// off), and each pod's resources must sit on one type. The LP's resource prices are then
-/// turned into a certificate checked here, independently of the simplex: each type's prices
-/// are scaled down until its allocatable is worth at most its price, and a pod shape is worth
-/// the least it is worth on any type it fits. A node of type t holding pods S (which fit) is
-/// then worth Σ_S u ≤ vₜ·Σ_S q ≤ vₜ·aₜ ≤ pₜ, so Σ pods' worth ≤ Σ node prices for *every*
-/// packing: the certified figure is a valid lower bound even if the simplex were wrong (it can
-/// only come out lower). Topology spread, zones and integrality are relaxed, which only lowers
-/// it. Returns (LP optimum, certified bound).
+/// off), and each pod's resources must sit on one node. The LP gives every shape a value u_g.
+/// Why Σ n_g·u_g is a lower bound on every packing, checked here independently of the LP code:
+/// if no node of any type t can be worth more than its price pₜ (Σ of u over the whole pods it
+/// holds), then summing over the nodes of any packing gives Σ n_g·u_g ≤ its cost. That check
+/// is made per type: small types (at most `MAX_EXACT_PODS` pods fit) by enumerating their
+/// whole-pod fills; larger ones through the LP's resource prices vₜ, stretched until every
+/// shape is worth at most q_g·vₜ, so a node holding pods S (which fit) is worth
+/// Σ_S u ≤ vₜ·Σ_S q ≤ vₜ·aₜ. Where a node could be worth more than its price, all values are
+/// scaled down, so the certified figure is valid whatever the LP returned (it can only come
+/// out lower). Relaxed, which only lowers it: topology spread and zones, and integrality of
+/// node counts and of fills on the larger types. Returns (LP optimum, certified bound).
 fn shape_bound(np: &NodePoolView, pods: &[PodView], verbose: bool) -> Option<(f64, f64)> {
     let mut shapes: BTreeMap<Resources, usize> = BTreeMap::new();
     for p in pods {
@@ -285,29 +289,99 @@ fn shape_bound(np: &NodePoolView, pods: &[PodView], verbose: bool) -> Option<(f6
             .map(|(n, v)| v.max(0.0) * r.get(n).max(0) as f64)
             .sum()
     };
-    let mut worth = vec![f64::INFINITY; shapes.len()];
+    // Dual feasibility, checked per type: the most any node of the type can be worth at the
+    // LP's pod values must not exceed its price. Small types (few pods fit) are enumerated in
+    // whole pods; larger ones use the LP's resource prices as a linear certificate, scaled up
+    // until every pod shape is worth no more than its resources. Any excess scales all pod
+    // values down, so the result is valid whatever the LP returned.
+    let u = &cover.pod_values;
+    let mut scale = 1f64;
     for (t, prices) in types.iter().zip(&cover.resource_prices) {
         if !t.price.is_finite() {
             continue;
         }
-        let room_value = value(prices, &t.room);
-        let scale = if room_value > t.price {
-            t.price / room_value
-        } else {
-            1.0
-        };
-        for ((q, _), w) in shapes.iter().zip(worth.iter_mut()) {
-            if t.room.fits(q) {
-                *w = w.min(scale * value(prices, q));
+        let fits: Vec<usize> = (0..shapes.len())
+            .filter(|g| shapes.get(*g).is_some_and(|(q, _)| t.room.fits(q)))
+            .collect();
+        if fits.is_empty() {
+            continue;
+        }
+        let most = match best_whole_fill(&shapes, &fits, u, &t.room) {
+            Some(v) => v,
+            None => {
+                let stretch = fits
+                    .iter()
+                    .map(|g| {
+                        let worth = u.get(*g).copied().unwrap_or(0.0);
+                        let priced = value(prices, &shapes[*g].0);
+                        if worth <= 0.0 {
+                            0.0
+                        } else if priced <= 0.0 {
+                            f64::INFINITY
+                        } else {
+                            worth / priced
+                        }
+                    })
+                    .fold(1f64, f64::max);
+                stretch * value(prices, &t.room)
             }
+        };
+        if most > t.price {
+            scale = scale.min(t.price / most);
         }
     }
     let certified: f64 = shapes
         .iter()
-        .zip(&worth)
-        .map(|((_, n), w)| *n as f64 * w)
-        .sum();
+        .zip(u)
+        .map(|((_, n), w)| *n as f64 * w.max(0.0))
+        .sum::<f64>()
+        * scale;
     Some((cover.value, certified))
+}
+
+/// The most a node with `room` can be worth in whole pods of the shapes `fits` (at most
+/// `shapes[g].1` of each, worth `u[g]` each), by plain enumeration; `None` when more than
+/// `MAX_EXACT_PODS` pods could fit (the linear certificate is used then).
+fn best_whole_fill(
+    shapes: &[(Resources, usize)],
+    fits: &[usize],
+    u: &[f64],
+    room: &Resources,
+) -> Option<f64> {
+    let most_pods = ["cpu", "memory", "pods", GPU]
+        .iter()
+        .filter_map(|r| {
+            let smallest = fits.iter().map(|g| shapes[*g].0.get(r)).min()?;
+            (smallest > 0).then(|| (room.get(r) / smallest) as usize)
+        })
+        .min()
+        .unwrap_or(usize::MAX);
+    if most_pods > MAX_EXACT_PODS {
+        return None;
+    }
+    fn walk(
+        shapes: &[(Resources, usize)],
+        fits: &[usize],
+        u: &[f64],
+        left: &Resources,
+        i: usize,
+    ) -> f64 {
+        let Some(&g) = fits.get(i) else {
+            return 0.0;
+        };
+        let (q, n) = &shapes[g];
+        let mut best = walk(shapes, fits, u, left, i + 1);
+        let mut rest = left.clone();
+        for k in 1..=*n {
+            if !rest.fits(q) {
+                break;
+            }
+            rest = rest.minus(q);
+            best = best.max(k as f64 * u[g].max(0.0) + walk(shapes, fits, u, &rest, i + 1));
+        }
+        best
+    }
+    Some(walk(shapes, fits, u, room, 0))
 }
 
 fn cheapest_rates(np: &NodePoolView) -> Bound {

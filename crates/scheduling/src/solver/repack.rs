@@ -15,7 +15,7 @@
 //! use cost-efficient steering), and the result is kept only when it is strictly cheaper.
 
 use super::*;
-use crate::cover::{CoverType, fractional_cover};
+use crate::cover::{CoverType, cover_with};
 
 /// Pivot budget for each LP solved during a re-pack.
 const REPACK_MAX_PIVOTS: usize = 20_000;
@@ -379,109 +379,154 @@ impl Solver<'_> {
                 }
             })
             .collect();
-        let cover = fractional_cover(&shapes, &types, REPACK_MAX_PIVOTS)?;
-        // A pod's worth: its LP value, plus a sliver of its cheapest stand-alone fractional
-        // cost so that pods the LP values at zero (they ride in slack) still order by size.
-        let standalone: Vec<f64> = shapes
-            .iter()
-            .map(|(q, _)| {
-                types
-                    .iter()
-                    .filter(|t| t.price.is_finite() && t.room.fits(q))
-                    .map(|t| t.price * share(q, &t.room))
-                    .fold(f64::INFINITY, f64::min)
-            })
-            .collect();
-        let worth: Vec<f64> = cover
-            .pod_values
-            .iter()
-            .zip(&standalone)
-            .map(|(u, s)| u.max(0.0) + 1e-3 * if s.is_finite() { *s } else { 0.0 })
-            .collect();
-        let candidates: Vec<usize> = (0..types.len())
-            .filter(|t| {
-                types
-                    .get(*t)
-                    .is_some_and(|ct| ct.price.is_finite() && ct.price > 0.0)
-            })
-            .collect();
-        let queues: Vec<Vec<usize>> = by_shape.into_values().collect();
-        let counts: Vec<usize> = shapes.iter().map(|(_, n)| *n).collect();
-        let greedy = greedy_pack(&shapes, &types, &candidates, &worth, counts.clone())?;
-        // LP rounding: whole pods of the LP's placement per type, biggest types first.
-        let mut left = counts;
-        let mut rounded: Vec<(usize, Vec<usize>)> = Vec::new();
-        let mut order: Vec<usize> = (0..types.len())
-            .filter(|t| cover.nodes.get(*t).is_some_and(|x| *x > 1e-9))
-            .collect();
-        order.sort_by(|a, b| {
-            let (xa, xb) = (cover.nodes.get(*a), cover.nodes.get(*b));
-            xb.partial_cmp(&xa)
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .then(a.cmp(b))
-        });
-        for t in order {
-            let (Some(ct), Some(placed)) = (types.get(t), cover.placed.get(t)) else {
+        // Both covers' packings compete: whole-pod pricing of small types models them better,
+        // the purely fractional one sometimes rounds to a cheaper fleet.
+        let mut out = Vec::new();
+        for whole_pods in [true, false] {
+            let Some(cover) = cover_with(&shapes, &types, REPACK_MAX_PIVOTS, whole_pods) else {
                 continue;
             };
-            let mut items: Vec<usize> = Vec::new();
-            for (g, y) in placed.iter().enumerate() {
-                let Some(n) = left.get_mut(g) else { continue };
-                let take = ((y + 1e-6).floor() as usize).min(*n);
-                *n -= take;
-                items.extend(std::iter::repeat_n(g, take));
-            }
-            // Decreasing by the largest share of the node each pod takes.
-            items.sort_by(|a, b| {
-                let sa = shapes.get(*a).map_or(0.0, |(q, _)| share(q, &ct.room));
-                let sb = shapes.get(*b).map_or(0.0, |(q, _)| share(q, &ct.room));
-                sb.total_cmp(&sa).then(a.cmp(b))
+            // A pod's worth: its LP value, plus a sliver of its cheapest stand-alone fractional
+            // cost so that pods the LP values at zero (they ride in slack) still order by size.
+            let standalone: Vec<f64> = shapes
+                .iter()
+                .map(|(q, _)| {
+                    types
+                        .iter()
+                        .filter(|t| t.price.is_finite() && t.room.fits(q))
+                        .map(|t| t.price * share(q, &t.room))
+                        .fold(f64::INFINITY, f64::min)
+                })
+                .collect();
+            let worth: Vec<f64> = cover
+                .pod_values
+                .iter()
+                .zip(&standalone)
+                .map(|(u, s)| u.max(0.0) + 1e-3 * if s.is_finite() { *s } else { 0.0 })
+                .collect();
+            let candidates: Vec<usize> = (0..types.len())
+                .filter(|t| {
+                    types
+                        .get(*t)
+                        .is_some_and(|ct| ct.price.is_finite() && ct.price > 0.0)
+                })
+                .collect();
+            let queues: Vec<Vec<usize>> = by_shape.values().cloned().collect();
+            let counts: Vec<usize> = shapes.iter().map(|(_, n)| *n).collect();
+            let greedy = greedy_pack(&shapes, &types, &candidates, &worth, counts.clone())?;
+            // LP rounding: whole pods of the LP's placement per type, biggest types first.
+            let mut left = counts;
+            let mut rounded: Vec<(usize, Vec<usize>)> = Vec::new();
+            let mut order: Vec<usize> = (0..types.len())
+                .filter(|t| cover.nodes.get(*t).is_some_and(|x| *x > 1e-9))
+                .collect();
+            order.sort_by(|a, b| {
+                let (xa, xb) = (cover.nodes.get(*a), cover.nodes.get(*b));
+                xb.partial_cmp(&xa)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(a.cmp(b))
             });
-            let mut open: Vec<(Resources, Vec<usize>)> = Vec::new();
-            for g in items {
-                let Some((q, _)) = shapes.get(g) else {
+            for t in order {
+                let (Some(ct), Some(placed)) = (types.get(t), cover.placed.get(t)) else {
                     continue;
                 };
-                match open
-                    .iter_mut()
-                    .find(|(used, _)| ct.room.fits(&used.plus(q)))
-                {
-                    Some((used, gs)) => {
-                        used.add(q);
-                        gs.push(g);
+                let mut items: Vec<usize> = Vec::new();
+                for (g, y) in placed.iter().enumerate() {
+                    let Some(n) = left.get_mut(g) else { continue };
+                    let take = ((y + 1e-6).floor() as usize).min(*n);
+                    *n -= take;
+                    items.extend(std::iter::repeat_n(g, take));
+                }
+                // Decreasing by the largest share of the node each pod takes.
+                items.sort_by(|a, b| {
+                    let sa = shapes.get(*a).map_or(0.0, |(q, _)| share(q, &ct.room));
+                    let sb = shapes.get(*b).map_or(0.0, |(q, _)| share(q, &ct.room));
+                    sb.total_cmp(&sa).then(a.cmp(b))
+                });
+                let mut open: Vec<(Resources, Vec<usize>)> = Vec::new();
+                for g in items {
+                    let Some((q, _)) = shapes.get(g) else {
+                        continue;
+                    };
+                    match open
+                        .iter_mut()
+                        .find(|(used, _)| ct.room.fits(&used.plus(q)))
+                    {
+                        Some((used, gs)) => {
+                            used.add(q);
+                            gs.push(g);
+                        }
+                        None => open.push((q.clone(), vec![g])),
                     }
-                    None => open.push((q.clone(), vec![g])),
                 }
+                rounded.extend(open.into_iter().map(|(_, gs)| (t, gs)));
             }
-            rounded.extend(open.into_iter().map(|(_, gs)| (t, gs)));
-        }
-        rounded.extend(greedy_pack(&shapes, &types, &candidates, &worth, left)?);
-        let mut out = Vec::new();
-        // Cheapest candidate types first, for pricing a node at the cheapest type that fits it.
-        let mut by_price = candidates.clone();
-        by_price.sort_by(|a, b| {
-            let pa = types.get(*a).map_or(f64::INFINITY, |t| t.price);
-            let pb = types.get(*b).map_or(f64::INFINITY, |t| t.price);
-            pa.total_cmp(&pb).then(a.cmp(b))
-        });
-        for packing in [greedy, rounded] {
-            let packing = drain_weak_nodes(packing, &shapes, &types, &by_price, &worth);
-            let mut queues: Vec<std::collections::VecDeque<usize>> =
-                queues.iter().map(|q| q.iter().copied().collect()).collect();
-            let mut nodes = Vec::with_capacity(packing.len());
-            for (_, gs) in packing {
-                let mut node = PackedNode {
-                    pods: Vec::new(),
-                    requests: Resources::new(),
+            // The LP's fractional leftovers first go into the room the rounded nodes have left on
+            // their LP type (biggest pods first), only then onto nodes of their own.
+            let mut used: Vec<Resources> = rounded
+                .iter()
+                .map(|(_, gs)| {
+                    let mut u = Resources::new();
+                    for g in gs {
+                        if let Some((q, _)) = shapes.get(*g) {
+                            u.add(q);
+                        }
+                    }
+                    u
+                })
+                .collect();
+            let mut tail: Vec<usize> = (0..shapes.len()).collect();
+            tail.sort_by(|a, b| {
+                let (qa, qb) = (shapes.get(*a).map(|x| &x.0), shapes.get(*b).map(|x| &x.0));
+                let key = |q: Option<&Resources>| q.map_or((0, 0), |q| (q.cpu, q.memory));
+                key(qb).cmp(&key(qa)).then(a.cmp(b))
+            });
+            for g in tail {
+                let (Some((q, _)), Some(n)) = (shapes.get(g), left.get_mut(g)) else {
+                    continue;
                 };
-                for g in gs {
-                    let p = queues.get_mut(g)?.pop_front()?;
-                    node.requests.add(&self.pods.get(p)?.requests);
-                    node.pods.push(p);
+                while *n > 0 {
+                    let slot = rounded.iter().zip(&used).position(|((t, _), u)| {
+                        types.get(*t).is_some_and(|ct| ct.room.fits(&u.plus(q)))
+                    });
+                    let Some(i) = slot else { break };
+                    if let (Some((_, gs)), Some(u)) = (rounded.get_mut(i), used.get_mut(i)) {
+                        gs.push(g);
+                        u.add(q);
+                    }
+                    *n -= 1;
                 }
-                nodes.push(node);
             }
-            out.push(nodes);
+            rounded.extend(greedy_pack(&shapes, &types, &candidates, &worth, left)?);
+            // Cheapest candidate types first, for pricing a node at the cheapest type that fits it.
+            let mut by_price = candidates.clone();
+            by_price.sort_by(|a, b| {
+                let pa = types.get(*a).map_or(f64::INFINITY, |t| t.price);
+                let pb = types.get(*b).map_or(f64::INFINITY, |t| t.price);
+                pa.total_cmp(&pb).then(a.cmp(b))
+            });
+            for packing in [greedy, rounded] {
+                let packing = drain_weak_nodes(packing, &shapes, &types, &by_price, &worth);
+                let mut queues: Vec<std::collections::VecDeque<usize>> =
+                    queues.iter().map(|q| q.iter().copied().collect()).collect();
+                let mut nodes = Vec::with_capacity(packing.len());
+                for (_, gs) in packing {
+                    let mut node = PackedNode {
+                        pods: Vec::new(),
+                        requests: Resources::new(),
+                    };
+                    for g in gs {
+                        let p = queues.get_mut(g)?.pop_front()?;
+                        node.requests.add(&self.pods.get(p)?.requests);
+                        node.pods.push(p);
+                    }
+                    nodes.push(node);
+                }
+                out.push(nodes);
+            }
+        }
+        if out.is_empty() {
+            return None;
         }
         Some(out)
     }
