@@ -379,6 +379,14 @@ impl Solver<'_> {
                 }
             })
             .collect();
+        let mut needed: Vec<&str> = Vec::new();
+        for (q, _) in &shapes {
+            for (n, _) in q.iter() {
+                if !needed.contains(&n) {
+                    needed.push(n);
+                }
+            }
+        }
         // Both covers' packings compete: whole-pod pricing of small types models them better,
         // the purely fractional one sometimes rounds to a cheaper fleet.
         let mut out = Vec::new();
@@ -413,7 +421,26 @@ impl Solver<'_> {
                 .collect();
             let queues: Vec<Vec<usize>> = by_shape.values().cloned().collect();
             let counts: Vec<usize> = shapes.iter().map(|(_, n)| *n).collect();
-            let greedy = greedy_pack(&shapes, &types, &candidates, &worth, counts.clone())?;
+            // Opening a node only ever needs the types no other type beats on both room (in
+            // the resources the pods ask for) and price: the same fill fits there for less.
+            let frontier: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&t| {
+                    let Some(a) = types.get(t) else { return false };
+                    !candidates.iter().any(|&o| {
+                        types.get(o).is_some_and(|b| {
+                            o != t
+                                && b.price <= a.price
+                                && needed.iter().all(|n| b.room.get(n) >= a.room.get(n))
+                                && (b.price < a.price
+                                    || needed.iter().any(|n| b.room.get(n) > a.room.get(n))
+                                    || o < t)
+                        })
+                    })
+                })
+                .collect();
+            let greedy = greedy_pack(&shapes, &types, &frontier, &worth, counts.clone())?;
             // LP rounding: whole pods of the LP's placement per type, biggest types first.
             let mut left = counts;
             let mut rounded: Vec<(usize, Vec<usize>)> = Vec::new();
@@ -497,7 +524,7 @@ impl Solver<'_> {
                     *n -= 1;
                 }
             }
-            rounded.extend(greedy_pack(&shapes, &types, &candidates, &worth, left)?);
+            rounded.extend(greedy_pack(&shapes, &types, &frontier, &worth, left)?);
             // Cheapest candidate types first, for pricing a node at the cheapest type that fits it.
             let mut by_price = candidates.clone();
             by_price.sort_by(|a, b| {
