@@ -439,9 +439,11 @@ pub fn run(n: usize, json: bool, verbose: bool) {
             nodepools: vec![np],
             ..SchedulingInput::default()
         };
+        let cpu0 = super::thread_cpu_seconds();
         let start = Instant::now();
         let results = solve(&input, &SolveOptions::default());
         let seconds = start.elapsed().as_secs_f64();
+        let cpu_seconds = super::thread_cpu_seconds() - cpu0;
         let cost: f64 = results
             .new_nodeclaims
             .iter()
@@ -519,7 +521,7 @@ pub fn run(n: usize, json: bool, verbose: bool) {
         );
         if json {
             println!(
-                "{{\"case\":\"{case}\",\"types\":{},\"pods\":{},\"wall_seconds\":{seconds:.6},\"new_nodeclaims\":{},\"unschedulable\":{},\"usd_per_hour\":{cost:.4},\"lower_bound_usd_per_hour\":{bound:.4},\"ratio\":{:.4},\"lp_bound_usd_per_hour\":{lp:.4},\"lp_ratio\":{:.4},\"usable_lp_bound_usd_per_hour\":{usable_lp:.4},\"usable_lp_ratio\":{:.4},\"shape_bound_usd_per_hour\":{shape:.4},\"shape_ratio\":{:.4}}}",
+                "{{\"case\":\"{case}\",\"types\":{},\"pods\":{},\"wall_seconds\":{seconds:.6},\"cpu_seconds\":{cpu_seconds:.6},\"new_nodeclaims\":{},\"unschedulable\":{},\"usd_per_hour\":{cost:.4},\"lower_bound_usd_per_hour\":{bound:.4},\"ratio\":{:.4},\"lp_bound_usd_per_hour\":{lp:.4},\"lp_ratio\":{:.4},\"usable_lp_bound_usd_per_hour\":{usable_lp:.4},\"usable_lp_ratio\":{:.4},\"shape_bound_usd_per_hour\":{shape:.4},\"shape_ratio\":{:.4}}}",
                 catalog.instance_types.len(),
                 input.pods.len(),
                 results.new_nodeclaims.len(),
@@ -531,10 +533,11 @@ pub fn run(n: usize, json: bool, verbose: bool) {
             );
         } else {
             println!(
-                "{case:<28} types={} pods={} wall={:.1}ms nodeclaims={} unschedulable={} $/h={cost:.4} bound={bound:.4} (cpu {cpu_bound:.4} via {}, mem {mem_bound:.4} via {}, gpu {gpu_bound:.4}) ratio={:.4} lp_bound={lp:.4} lp_ratio={:.4} usable_lp_bound={usable_lp:.4} usable_lp_ratio={:.4} shape_bound={shape:.4} (lp {shape_lp:.4}, {:.1}s) shape_ratio={:.4} utilisation=({util}) top={top:?}",
+                "{case:<28} types={} pods={} wall={:.1}ms cpu={:.1}ms nodeclaims={} unschedulable={} $/h={cost:.4} bound={bound:.4} (cpu {cpu_bound:.4} via {}, mem {mem_bound:.4} via {}, gpu {gpu_bound:.4}) ratio={:.4} lp_bound={lp:.4} lp_ratio={:.4} usable_lp_bound={usable_lp:.4} usable_lp_ratio={:.4} shape_bound={shape:.4} (lp {shape_lp:.4}, {:.1}s) shape_ratio={:.4} utilisation=({util}) top={top:?}",
                 catalog.instance_types.len(),
                 input.pods.len(),
                 seconds * 1e3,
+                cpu_seconds * 1e3,
                 results.new_nodeclaims.len(),
                 results.unschedulable.len(),
                 rates.cpu_type,
