@@ -15,6 +15,7 @@ pub mod leader;
 pub mod metrics;
 pub mod nodeclaim;
 pub mod nodepool;
+pub mod observability;
 pub mod operator;
 pub mod provisioning;
 pub mod ratelimit;

@@ -26,6 +26,9 @@ pub const CONTROLLERS: &[&str] = &[
     "nodeclaim.garbagecollection",
     "nodeclaim.consistency",
     "nodeclaim.podevents",
+    "metrics.node",
+    "metrics.pod",
+    "metrics.nodepool",
     crate::termination::CONTROLLER,
 ];
 
@@ -83,6 +86,7 @@ pub async fn run(
             tokio::join!(
                 Provisioner::run(ctx.clone(), stop.clone()),
                 crate::nodepool::run(ctx.clone(), stop.clone()),
+                crate::observability::run(ctx.clone(), stop.clone()),
                 crate::nodeclaim::run(ctx.clone(), config.lifecycle, stop.clone()),
                 crate::termination::run(ctx, config.termination, eviction_client, stop),
             );

@@ -132,6 +132,10 @@ pub struct NodeUsage {
     pub requested: Resources,
     /// The DaemonSet share of `requested`.
     pub daemonset_requested: Resources,
+    /// Summed limits of bound, non-terminal pods (DaemonSet pods included).
+    pub limits: Resources,
+    /// The DaemonSet share of `limits`.
+    pub daemonset_limits: Resources,
     /// DaemonSets (`namespace/name`) with a non-terminal pod here, and how many.
     pub daemonsets: BTreeMap<Key, u32>,
     /// Unbound, non-terminal pods whose `status.nominatedNodeName` is this node.
@@ -241,8 +245,10 @@ impl Inner {
             }
             if counts {
                 u.requested.add(&pod.view.requests);
+                u.limits.add(&pod.limits);
                 if let Some(ds) = ds {
                     u.daemonset_requested.add(&pod.view.requests);
+                    u.daemonset_limits.add(&pod.limits);
                     *u.daemonsets.entry(ds).or_insert(0) += 1;
                 }
             }
@@ -267,10 +273,12 @@ impl Inner {
                 u.pods_with_ports_or_volumes.remove(key);
                 if counts {
                     u.requested.sub(&pod.view.requests);
+                    u.limits.sub(&pod.limits);
                     if let Some(ds) = ds
                         && let Some(n) = u.daemonsets.get_mut(&ds)
                     {
                         u.daemonset_requested.sub(&pod.view.requests);
+                        u.daemonset_limits.sub(&pod.limits);
                         *n = n.saturating_sub(1);
                         if *n == 0 {
                             u.daemonsets.remove(&ds);

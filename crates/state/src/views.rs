@@ -149,6 +149,13 @@ pub struct PodInfo {
     pub do_not_disrupt: bool,
     /// `Ready=True`.
     pub ready: bool,
+    /// When `Ready` last turned True (for `karpenter_pods_startup_duration_seconds`).
+    pub ready_at: Option<DateTime<Utc>>,
+    /// When `PodScheduled` turned True (for `karpenter_pods_bound_duration_seconds`).
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// Summed container limits (for `karpenter_nodes_total_pod_limits`); resources without a
+    /// limit count zero.
+    pub limits: Resources,
     /// `spec.priority` (0 when unset).
     pub priority: i32,
     /// `controller.kubernetes.io/pod-deletion-cost` (0 when unset or invalid).
@@ -179,6 +186,24 @@ impl PodInfo {
         let unschedulable = condition("PodScheduled")
             .is_some_and(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"));
         let ready = condition("Ready").is_some_and(|c| c.status == "True");
+        let true_since = |type_: &str| {
+            condition(type_)
+                .filter(|c| c.status == "True")
+                .and_then(|c| c.last_transition_time.as_ref())
+                .map(time)
+        };
+        let mut limits = Resources::new();
+        for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+            if let Some(l) = c.resources.as_ref().and_then(|r| r.limits.as_ref()) {
+                // A malformed limit was already rejected by the requests conversion above or
+                // is irrelevant to decisions: it only drops out of the limits gauge.
+                if let Ok(parsed) =
+                    Resources::parse(l.iter().map(|(k, v)| (k.as_str(), v.0.as_str())))
+                {
+                    limits.add(&parsed);
+                }
+            }
+        }
         let mirror = md
             .annotations
             .as_ref()
@@ -197,6 +222,9 @@ impl PodInfo {
             mirror,
             do_not_disrupt: annotation_true(md, labels::DO_NOT_DISRUPT),
             ready,
+            ready_at: true_since("Ready"),
+            scheduled_at: true_since("PodScheduled"),
+            limits,
             priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
             deletion_cost: md
                 .annotations
