@@ -52,7 +52,7 @@ pub async fn run(
                 }
                 let timer = ctx.metrics.controller_runtime.start_reconcile(CONTROLLER);
                 match collect(&ctx, &config, &index)
-                    .instrument(tracing::info_span!("nodeclaim.garbagecollection"))
+                    .instrument(tracing::info_span!("controller", controller = CONTROLLER))
                     .await
                 {
                     Ok(()) => timer.finish(crate::metrics::ReconcileResult::Success),
@@ -119,7 +119,7 @@ pub async fn collect(
         }
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => {
-                info!(nodeclaim = %name, "garbage collected nodeclaim whose instance is gone");
+                info!(NodeClaim = %name, "garbage collected nodeclaim whose instance is gone");
                 let l = |k: &str| {
                     nc.metadata
                         .labels

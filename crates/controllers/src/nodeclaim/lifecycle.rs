@@ -181,7 +181,7 @@ impl Lifecycle {
         let orphans = self.orphans(ctx).await?;
         let found = lock(orphans).remove(&nc.name_any());
         if let Some(found) = &found {
-            info!(nodeclaim = %nc.name_any(), provider_id = ?plan::provider_id(found), "adopting an instance launched before a restart");
+            info!(NodeClaim = %nc.name_any(), provider_id = ?plan::provider_id(found), "adopting an instance launched before a restart");
             lock(&self.ledger).insert(uid, found.clone());
         }
         Ok(found)
@@ -278,7 +278,7 @@ impl Lifecycle {
                             .disrupted
                             .with_label_values(&disrupted_labels(&nc, metric_reason))
                             .inc();
-                        info!(nodeclaim = %name, reason = metric_reason, %error, "deleting nodeclaim after failed launch");
+                        info!(NodeClaim = %name, reason = metric_reason, %error, "deleting nodeclaim after failed launch");
                         self.delete(&api, &nc).await?;
                         return Ok(Action::await_change());
                     }
@@ -458,7 +458,7 @@ impl Lifecycle {
             .disrupted
             .with_label_values(&disrupted_labels(nc, reason))
             .inc();
-        info!(nodeclaim = %nc.name_any(), reason, "deleting nodeclaim that did not come up in time");
+        info!(NodeClaim = %nc.name_any(), reason, "deleting nodeclaim that did not come up in time");
         self.delete(api, nc).await?;
         Ok(Action::await_change())
     }
@@ -660,7 +660,7 @@ impl Lifecycle {
                         .as_secs_f64(),
                 );
         }
-        info!(nodeclaim = %nc.name_any(), "finalized nodeclaim");
+        info!(NodeClaim = %nc.name_any(), "finalized nodeclaim");
         Ok(Action::await_change())
     }
 }
@@ -670,7 +670,7 @@ async fn delete_nodeclaim(api: &Api<NodeClaim>, name: &str) -> Result<(), Error>
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => {
-            warn!(nodeclaim = %name, error = %e, "deleting nodeclaim failed");
+            warn!(NodeClaim = %name, error = %e, "deleting nodeclaim failed");
             Err(e.into())
         }
     }

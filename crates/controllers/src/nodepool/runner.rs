@@ -63,6 +63,25 @@ impl Categorized for super::Error {
     }
 }
 
+/// The span of one reconcile: named `controller` (the `logger` key of upstream's logs), with
+/// the controller's name and the object under its kind's name (`NodeClaim`, `NodePool`,
+/// `Node`), the keys upstream's JSON logs carry.
+pub fn reconcile_span(controller: &'static str, kind: &str, name: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "controller",
+        controller,
+        NodeClaim = tracing::field::Empty,
+        NodePool = tracing::field::Empty,
+        Node = tracing::field::Empty,
+        object = tracing::field::Empty,
+    );
+    match kind {
+        "NodeClaim" | "NodePool" | "Node" => span.record(kind, name),
+        _ => span.record("object", name),
+    };
+    span
+}
+
 /// Runs `controller` with `reconcile` until `shutdown` turns true.
 pub async fn run_controller<K, F, Fut, E>(
     name: &'static str,
@@ -93,6 +112,7 @@ pub async fn run_controller<K, F, Fut, E>(
                 let reconcile = reconcile.clone();
                 let backoff = backoff.clone();
                 let key = obj.name_any();
+                let span = reconcile_span(name, &K::kind(&K::DynamicType::default()), &key);
                 async move {
                     let timer = ctx.metrics.controller_runtime.start_reconcile(name);
                     let result = reconcile(obj, ctx.clone()).await;
@@ -105,12 +125,14 @@ pub async fn run_controller<K, F, Fut, E>(
                     }
                     result
                 }
-                .instrument(tracing::info_span!("reconcile", controller = name))
+                .instrument(span)
             },
             move |obj: Arc<K>, error: &E, _ctx: Arc<Context>| {
                 let key = obj.name_any();
                 let delay = on_error.next(&key);
-                warn!(controller = name, object = %key, category = error.category(), %error, retry_in = ?delay, "reconcile failed");
+                let _entered =
+                    reconcile_span(name, &K::kind(&K::DynamicType::default()), &key).entered();
+                warn!(category = error.category(), %error, retry_in = ?delay, "reconcile failed");
                 Action::requeue(delay)
             },
             ctx,

@@ -52,6 +52,10 @@ pub const MAX_INSTANCE_TYPES: usize = 600;
 pub const FAILED_SCHEDULING_DEDUPE: Duration = Duration::from_secs(300);
 /// `NoCompatibleInstanceTypes` dedupe window per NodePool.
 pub const NO_COMPATIBLE_DEDUPE: Duration = Duration::from_secs(60);
+/// Longest a scheduling simulation may run before the pass gives up (upstream: 1 minute).
+pub const SOLVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often `karpenter_scheduler_unfinished_work_seconds` is refreshed during a solve.
+const UNFINISHED_WORK_TICK: Duration = Duration::from_secs(1);
 
 /// Label values of the unlabelled gauges.
 const NO_LABELS: [&str; 0] = [];
@@ -71,6 +75,56 @@ pub struct PassSummary {
     pub unschedulable: usize,
     /// Pods ignored.
     pub ignored: usize,
+    /// The solve ran past [`SOLVE_TIMEOUT`] (or an earlier one still runs): nothing was applied.
+    pub timed_out: bool,
+}
+
+/// Why a bounded solve returned no results.
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    /// The solve ran past its deadline; it keeps running on its blocking thread until done.
+    #[error("scheduling simulation ran longer than {0:?}")]
+    TimedOut(Duration),
+    /// The solve panicked or was cancelled.
+    #[error("scheduling simulation failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Awaits a solve running on a blocking thread for at most `timeout`, calling `progress`
+/// with the elapsed time every [`UNFINISHED_WORK_TICK`]. A timed-out solve is left in `slot`
+/// (a pure solve cannot be interrupted) so the next pass does not start a second one while
+/// it still occupies a CPU.
+pub async fn bounded_solve<T: Send + 'static>(
+    slot: &mut Option<tokio::task::JoinHandle<T>>,
+    mut work: tokio::task::JoinHandle<T>,
+    timeout: Duration,
+    mut progress: impl FnMut(Duration),
+) -> Result<T, SolveError> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut tick = tokio::time::interval(UNFINISHED_WORK_TICK);
+    loop {
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep_until(deadline) => {
+                *slot = Some(work);
+                return Err(SolveError::TimedOut(timeout));
+            }
+            r = &mut work => return Ok(r?),
+            _ = tick.tick() => progress(started.elapsed()),
+        }
+    }
+}
+
+/// Whether a solve abandoned by an earlier pass is still running (and clears it once done).
+fn solve_still_running<T>(slot: &mut Option<tokio::task::JoinHandle<T>>) -> bool {
+    match slot {
+        Some(h) if !h.is_finished() => true,
+        _ => {
+            *slot = None;
+            false
+        }
+    }
 }
 
 /// The provisioner loop.
@@ -81,10 +135,10 @@ impl Provisioner {
     /// Runs until `shutdown` turns true.
     pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
         let (tx, mut rx) = mpsc::channel::<Trigger>(256);
-        let detector = tokio::spawn(
-            detect(ctx.clone(), tx, shutdown.clone())
-                .instrument(tracing::info_span!("provisioner.trigger")),
-        );
+        let detector = tokio::spawn(detect(ctx.clone(), tx, shutdown.clone()).instrument(
+            tracing::info_span!("controller", controller = "provisioner.trigger.pod"),
+        ));
+        let mut abandoned = None;
         let idle = ctx.settings.batch_idle_duration;
         let max = ctx.settings.batch_max_duration;
         'outer: loop {
@@ -115,10 +169,11 @@ impl Provisioner {
                 _ = ctx.state.wait_synced() => {}
                 _ = shutdown.changed() => break,
             }
-            let summary = provision_once(&ctx)
-                .instrument(tracing::info_span!("provisioner"))
+            let summary = provision_pass(&ctx, SOLVE_TIMEOUT, &mut abandoned)
+                .instrument(tracing::info_span!("controller", controller = CONTROLLER))
                 .await;
             info!(
+                controller = CONTROLLER,
                 triggers = ?triggers.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
                 pods = summary.pods,
                 nodepools = summary.nodepools,
@@ -126,6 +181,7 @@ impl Provisioner {
                 nominated = summary.nominated,
                 unschedulable = summary.unschedulable,
                 ignored = summary.ignored,
+                timed_out = summary.timed_out,
                 "provisioning pass"
             );
         }
@@ -210,24 +266,24 @@ async fn nodepool_views(
         let name = np.metadata.name.clone().unwrap_or_default();
         let class = snapshot.nodeclass(&np.spec.template.spec.node_class_ref.name);
         if let Err(skip) = usable_nodepool(&np, class.as_deref()) {
-            debug!(nodepool = %name, ?skip, "nodepool not used for provisioning");
+            debug!(NodePool = %name, ?skip, "nodepool not used for provisioning");
             continue;
         }
         let types = match cloud.get_instance_types(&np).await {
             Ok(t) if !t.is_empty() => t,
             Ok(_) => {
-                debug!(nodepool = %name, "no instance types; skipping nodepool");
+                debug!(NodePool = %name, "no instance types; skipping nodepool");
                 continue;
             }
             Err(error) => {
-                warn!(nodepool = %name, category = error.category(), %error, "listing instance types failed; skipping nodepool");
+                warn!(NodePool = %name, category = error.category(), %error, "listing instance types failed; skipping nodepool");
                 continue;
             }
         };
         let view = match nodepool_view(&np, types.to_vec()) {
             Ok(v) => v,
             Err(error) => {
-                warn!(nodepool = %name, category = error.category(), %error, "nodepool not converted; skipping");
+                warn!(NodePool = %name, category = error.category(), %error, "nodepool not converted; skipping");
                 continue;
             }
         };
@@ -253,6 +309,18 @@ async fn nodepool_views(
 
 /// One provisioning pass over the current state: snapshot, solve, plan, apply.
 pub async fn provision_once(ctx: &Context) -> PassSummary {
+    provision_pass(ctx, SOLVE_TIMEOUT, &mut None).await
+}
+
+/// [`provision_once`] with a solve bounded by `solve_timeout`. A solve that runs past it is
+/// abandoned (left in `abandoned`): nothing is applied, its pods stay pending and the
+/// periodic trigger retries them once it has finished. Upstream keeps the partial results of
+/// a timed-out solve; the pure solver has no way to stop early yet, so this pass keeps none.
+pub async fn provision_pass(
+    ctx: &Context,
+    solve_timeout: Duration,
+    abandoned: &mut Option<tokio::task::JoinHandle<karpenter_scheduling::SchedulingResults>>,
+) -> PassSummary {
     let snapshot = ctx.state.snapshot();
     let mut seen: HashSet<String> = HashSet::new();
     let pods: Vec<PodView> = snapshot
@@ -306,20 +374,36 @@ pub async fn provision_once(ctx: &Context) -> PassSummary {
         max_instance_types: MAX_INSTANCE_TYPES,
         reserved_capacity_strict: false,
     };
+    if solve_still_running(abandoned) {
+        warn!(
+            "an earlier scheduling simulation that timed out is still running; skipping this pass"
+        );
+        summary.timed_out = true;
+        return summary;
+    }
     let scheduling_id = uuid::Uuid::new_v4().to_string();
-    let depth = scheduler
+    let id_labels = [CONTROLLER, scheduling_id.as_str()];
+    scheduler
         .queue_depth
-        .with_label_values(&[CONTROLLER, scheduling_id.as_str()]);
-    depth.set(summary.pods as f64);
+        .with_label_values(&id_labels)
+        .set(summary.pods as f64);
+    let unfinished = scheduler.unfinished_work.with_label_values(&id_labels);
+    unfinished.set(0.0);
     let started = std::time::Instant::now();
     // The solve is pure CPU work: keep it off the async workers.
-    let results = match tokio::task::spawn_blocking(move || solve(&input, &options)).await {
+    let work = tokio::task::spawn_blocking(move || solve(&input, &options));
+    let outcome = bounded_solve(abandoned, work, solve_timeout, |elapsed| {
+        unfinished.set(elapsed.as_secs_f64());
+    })
+    .await;
+    // Per-solve series go with the solve, as upstream deletes them.
+    let _ = scheduler.queue_depth.remove_label_values(&id_labels);
+    let _ = scheduler.unfinished_work.remove_label_values(&id_labels);
+    let results = match outcome {
         Ok(r) => r,
         Err(error) => {
-            warn!(%error, "scheduling simulation did not finish");
-            let _ = scheduler
-                .queue_depth
-                .remove_label_values(&[CONTROLLER, scheduling_id.as_str()]);
+            tracing::error!(%error, pods = summary.pods, "scheduling simulation did not finish; no nodeclaims created this pass");
+            summary.timed_out = matches!(error, SolveError::TimedOut(_));
             return summary;
         }
     };
@@ -327,9 +411,6 @@ pub async fn provision_once(ctx: &Context) -> PassSummary {
         .scheduling_duration
         .with_label_values(&[CONTROLLER])
         .observe(started.elapsed().as_secs_f64());
-    let _ = scheduler
-        .queue_depth
-        .remove_label_values(&[CONTROLLER, scheduling_id.as_str()]);
 
     let decided = plan(&results, &refs, &pools, |name| match snapshot.node(name) {
         Some(sn) => NodeTarget {
@@ -447,7 +528,7 @@ async fn create_one(ctx: &Context, planned: PlannedCreate) -> CreateOutcome {
     let created = match api.create(&PostParams::default(), &planned.nodeclaim).await {
         Ok(c) => c,
         Err(error) => {
-            warn!(nodepool = %planned.nodepool, %error, "creating nodeclaim failed; its pods are retried next batch");
+            warn!(NodePool = %planned.nodepool, %error, "creating nodeclaim failed; its pods are retried next batch");
             return CreateOutcome::Failed;
         }
     };
@@ -468,7 +549,7 @@ async fn create_one(ctx: &Context, planned: PlannedCreate) -> CreateOutcome {
         ])
         .inc();
     ctx.state.nominate(&name);
-    info!(nodeclaim = %name, nodepool = %planned.nodepool, pods = planned.pods.len(), "created nodeclaim");
+    info!(NodeClaim = %name, NodePool = %planned.nodepool, pods = planned.pods.len(), "created nodeclaim");
     for pod in &planned.pods {
         ctx.recorder
             .publish(pod_event(
@@ -480,4 +561,65 @@ async fn create_one(ctx: &Context, planned: PlannedCreate) -> CreateOutcome {
             .await;
     }
     CreateOutcome::Created(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(solve_finishes_first: bool, timeout: Duration, expect_timed_out: bool) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (release, wait) = std::sync::mpsc::channel::<()>();
+            if solve_finishes_first {
+                release.send(()).unwrap();
+            }
+            // The "solve" cannot finish before the test releases it.
+            let work = tokio::task::spawn_blocking(move || wait.recv().map(|_| 7).unwrap_or(0));
+            let mut slot = None;
+            let mut ticks = 0;
+            let got = if solve_finishes_first {
+                // Let the work finish before racing the deadline.
+                while !work.is_finished() {
+                    tokio::task::yield_now().await;
+                }
+                bounded_solve(&mut slot, work, timeout, |_| ticks += 1).await
+            } else {
+                bounded_solve(&mut slot, work, timeout, |_| ticks += 1).await
+            };
+            assert_eq!(
+                matches!(got, Err(SolveError::TimedOut(_))),
+                expect_timed_out
+            );
+            if expect_timed_out {
+                assert!(
+                    solve_still_running(&mut slot),
+                    "the abandoned solve is kept"
+                );
+                release.send(()).unwrap();
+                let h = slot.take().unwrap();
+                assert_eq!(h.await.unwrap(), 7);
+                assert!(!solve_still_running(
+                    &mut None::<tokio::task::JoinHandle<()>>
+                ));
+            } else {
+                assert_eq!(got.unwrap(), 7);
+                assert!(slot.is_none());
+            }
+        });
+    }
+
+    #[test]
+    fn a_solve_past_its_deadline_is_abandoned_and_kept_until_it_ends() {
+        check(false, Duration::from_millis(20), true);
+    }
+
+    #[test]
+    fn a_finished_solve_returns_its_results() {
+        check(true, Duration::from_secs(600), false);
+    }
 }

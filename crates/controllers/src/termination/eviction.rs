@@ -154,12 +154,17 @@ impl EvictionQueue {
                     .for_each_concurrent(PARALLELISM, |(key, item)| {
                         let ctx = ctx.clone();
                         let me = self.clone();
+                        let span = tracing::info_span!(
+                            "controller",
+                            controller = CONTROLLER,
+                            Pod = %format!("{}/{}", key.namespace, key.name)
+                        );
                         async move {
                             let client = me.client.clone().unwrap_or_else(|| ctx.client.clone());
                             let outcome = evict(&ctx, client, &key, &item).await;
                             me.settle(&key, outcome);
                         }
-                        .instrument(tracing::info_span!("eviction", controller = CONTROLLER))
+                        .instrument(span)
                     })
                     .await;
                 continue;

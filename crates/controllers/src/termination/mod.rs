@@ -528,7 +528,7 @@ impl Termination {
                 .with_label_values(&[pool])
                 .observe(secs(created));
         }
-        info!(node = %name, "node terminated");
+        info!(Node = %name, "node terminated");
         Ok(Action::await_change())
     }
 }
