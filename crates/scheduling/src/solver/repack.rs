@@ -387,11 +387,59 @@ impl Solver<'_> {
                 }
             }
         }
+        // Only types no other type beats on both room (in the resources the pods ask for) and
+        // price can matter: the same fill fits the better one for less. Computed once, on
+        // plain vectors (this is the quadratic part of the re-pack's setup).
+        let dims: Vec<Vec<i64>> = types
+            .iter()
+            .map(|t| needed.iter().map(|n| t.room.get(n)).collect())
+            .collect();
+        let mut by_cost: Vec<usize> = (0..types.len())
+            .filter(|t| {
+                types
+                    .get(*t)
+                    .is_some_and(|ct| ct.price.is_finite() && ct.price > 0.0)
+            })
+            .collect();
+        by_cost.sort_by(|a, b| {
+            let pa = types.get(*a).map_or(f64::INFINITY, |t| t.price);
+            let pb = types.get(*b).map_or(f64::INFINITY, |t| t.price);
+            pa.total_cmp(&pb).then(a.cmp(b))
+        });
+        let mut frontier: Vec<usize> = Vec::new();
+        for &t in &by_cost {
+            let Some(a) = dims.get(t) else { continue };
+            // Cheaper-or-equal types come first: only those kept so far can dominate.
+            let beaten = frontier.iter().any(|o| {
+                dims.get(*o)
+                    .is_some_and(|b| b.iter().zip(a).all(|(x, y)| x >= y))
+            });
+            if !beaten {
+                frontier.push(t);
+            }
+        }
+        frontier.sort_unstable();
+        let on_frontier: BTreeSet<usize> = frontier.iter().copied().collect();
+        // The LP sees only frontier types; the rest stay for pricing whole nodes.
+        let lp_types: Vec<CoverType> = types
+            .iter()
+            .enumerate()
+            .map(|(t, ct)| {
+                if on_frontier.contains(&t) {
+                    ct.clone()
+                } else {
+                    CoverType {
+                        room: Resources::new(),
+                        price: f64::INFINITY,
+                    }
+                }
+            })
+            .collect();
         // Both covers' packings compete: whole-pod pricing of small types models them better,
         // the purely fractional one sometimes rounds to a cheaper fleet.
         let mut out = Vec::new();
         for whole_pods in [true, false] {
-            let Some(cover) = cover_with(&shapes, &types, REPACK_MAX_PIVOTS, whole_pods) else {
+            let Some(cover) = cover_with(&shapes, &lp_types, REPACK_MAX_PIVOTS, whole_pods) else {
                 continue;
             };
             // A pod's worth: its LP value, plus a sliver of its cheapest stand-alone fractional
@@ -412,34 +460,8 @@ impl Solver<'_> {
                 .zip(&standalone)
                 .map(|(u, s)| u.max(0.0) + 1e-3 * if s.is_finite() { *s } else { 0.0 })
                 .collect();
-            let candidates: Vec<usize> = (0..types.len())
-                .filter(|t| {
-                    types
-                        .get(*t)
-                        .is_some_and(|ct| ct.price.is_finite() && ct.price > 0.0)
-                })
-                .collect();
             let queues: Vec<Vec<usize>> = by_shape.values().cloned().collect();
             let counts: Vec<usize> = shapes.iter().map(|(_, n)| *n).collect();
-            // Opening a node only ever needs the types no other type beats on both room (in
-            // the resources the pods ask for) and price: the same fill fits there for less.
-            let frontier: Vec<usize> = candidates
-                .iter()
-                .copied()
-                .filter(|&t| {
-                    let Some(a) = types.get(t) else { return false };
-                    !candidates.iter().any(|&o| {
-                        types.get(o).is_some_and(|b| {
-                            o != t
-                                && b.price <= a.price
-                                && needed.iter().all(|n| b.room.get(n) >= a.room.get(n))
-                                && (b.price < a.price
-                                    || needed.iter().any(|n| b.room.get(n) > a.room.get(n))
-                                    || o < t)
-                        })
-                    })
-                })
-                .collect();
             let greedy = greedy_pack(&shapes, &types, &frontier, &worth, counts.clone())?;
             // LP rounding: whole pods of the LP's placement per type, biggest types first.
             let mut left = counts;
@@ -525,15 +547,9 @@ impl Solver<'_> {
                 }
             }
             rounded.extend(greedy_pack(&shapes, &types, &frontier, &worth, left)?);
-            // Cheapest candidate types first, for pricing a node at the cheapest type that fits it.
-            let mut by_price = candidates.clone();
-            by_price.sort_by(|a, b| {
-                let pa = types.get(*a).map_or(f64::INFINITY, |t| t.price);
-                let pb = types.get(*b).map_or(f64::INFINITY, |t| t.price);
-                pa.total_cmp(&pb).then(a.cmp(b))
-            });
             for packing in [greedy, rounded] {
-                let packing = drain_weak_nodes(packing, &shapes, &types, &by_price, &worth);
+                // Nodes are priced at the cheapest priced type that fits (`by_cost` order).
+                let packing = drain_weak_nodes(packing, &shapes, &types, &by_cost, &worth);
                 let mut queues: Vec<std::collections::VecDeque<usize>> =
                     queues.iter().map(|q| q.iter().copied().collect()).collect();
                 let mut nodes = Vec::with_capacity(packing.len());
