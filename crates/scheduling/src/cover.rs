@@ -11,6 +11,12 @@
 //! bound on the cost of every integral packing: a node of type `t` holding pods `S` (which fit,
 //! so `Σ_S q ≤ aₜ`) is worth `Σ_S u ≤ vₜ·Σ_S q ≤ vₜ·aₜ ≤ pₜ`, and summing over nodes gives
 //! `Σ n_g·u_g ≤ cost`.
+//!
+//! Small types (at most [`MAX_EXACT_PODS`] pods fit) are priced by their best whole-pod fill
+//! instead of the fractional one: a 2-vCPU node holds one 1-CPU pod, not 1.93. The bound stays
+//! valid (the dual condition is exactly "no whole-pod fill of a node is worth more than its
+//! price") and gets tighter. Pod values are scaled down until every type's best fill is worth
+//! at most its price, so the value returned is a bound even if the rounds run out.
 
 use crate::lp;
 use crate::resources::Resources;
