@@ -39,6 +39,8 @@ pub struct OperatorConfig {
     pub lifecycle: LifecycleConfig,
     /// Drain and instance-termination timings.
     pub termination: TerminationConfig,
+    /// `DISABLE_CLUSTER_STATE_OBSERVABILITY`: skip the `metrics.node`/`.pod`/`.nodepool` loop.
+    pub disable_cluster_state_observability: bool,
 }
 
 /// Why [`run`] returned.
@@ -83,10 +85,16 @@ pub async fn run(
     let controllers = tokio::spawn({
         let ctx = ctx.clone();
         async move {
+            let observe = !config.disable_cluster_state_observability;
+            let (observe_ctx, observe_stop) = (ctx.clone(), stop.clone());
             tokio::join!(
                 Provisioner::run(ctx.clone(), stop.clone()),
                 crate::nodepool::run(ctx.clone(), stop.clone()),
-                crate::observability::run(ctx.clone(), stop.clone()),
+                async move {
+                    if observe {
+                        crate::observability::run(observe_ctx, observe_stop).await;
+                    }
+                },
                 crate::nodeclaim::run(ctx.clone(), config.lifecycle, stop.clone()),
                 crate::termination::run(ctx, config.termination, eviction_client, stop),
             );

@@ -144,6 +144,96 @@ pub async fn run_controller<K, F, Fut, E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    /// Records the name and recorded fields of every span (what the JSON formatter sees).
+    #[derive(Default)]
+    struct Spans(Mutex<Vec<(String, BTreeMap<String, String>)>>);
+
+    struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+    impl Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.insert(
+                field.name().to_string(),
+                format!("{value:?}").replace('"', ""),
+            );
+        }
+    }
+
+    impl Subscriber for &'static Spans {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+            let mut spans = self.0.lock().unwrap();
+            let mut fields = BTreeMap::new();
+            attrs.record(&mut Fields(&mut fields));
+            spans.push((attrs.metadata().name().to_string(), fields));
+            Id::from_u64(spans.len() as u64)
+        }
+        fn record(&self, id: &Id, values: &Record<'_>) {
+            let mut spans = self.0.lock().unwrap();
+            if let Some((_, fields)) = spans.get_mut(id.into_u64() as usize - 1) {
+                values.record(&mut Fields(fields));
+            }
+        }
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    fn check(kind: &str, expect: &[(&str, &str)]) {
+        let spans: &'static Spans = Box::leak(Box::default());
+        tracing::subscriber::with_default(spans, || {
+            let _span = reconcile_span("nodeclaim.lifecycle", kind, "default-abc");
+        });
+        let recorded = spans.0.lock().unwrap();
+        let (name, fields) = recorded.first().unwrap();
+        assert_eq!(name, "controller");
+        let want: BTreeMap<String, String> = expect
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(fields, &want);
+    }
+
+    #[test]
+    fn reconcile_spans_carry_upstreams_log_keys() {
+        check(
+            "NodeClaim",
+            &[
+                ("controller", "nodeclaim.lifecycle"),
+                ("NodeClaim", "default-abc"),
+            ],
+        );
+        check(
+            "Node",
+            &[
+                ("controller", "nodeclaim.lifecycle"),
+                ("Node", "default-abc"),
+            ],
+        );
+        check(
+            "NodePool",
+            &[
+                ("controller", "nodeclaim.lifecycle"),
+                ("NodePool", "default-abc"),
+            ],
+        );
+        check(
+            "Pod",
+            &[
+                ("controller", "nodeclaim.lifecycle"),
+                ("object", "default-abc"),
+            ],
+        );
+    }
 
     #[test]
     fn backoff_doubles_caps_and_resets() {

@@ -461,6 +461,7 @@ pub fn operator_config() -> OperatorConfig {
             instance_termination_poll: Duration::from_millis(100),
             ..TerminationConfig::default()
         },
+        ..OperatorConfig::default()
     }
 }
 
