@@ -97,6 +97,9 @@ fn args() -> Args {
 struct Seen {
     pod_created: HashMap<String, Instant>,
     pod_running: HashMap<String, Instant>,
+    /// When the simulated scheduler first marked the pod `PodScheduled=False/Unschedulable`
+    /// (what Karpenter reacts to).
+    pod_unschedulable: HashMap<String, Instant>,
     nodeclaim_created: HashMap<String, Instant>,
     nominated_on: HashMap<String, String>,
     nodes: usize,
@@ -154,6 +157,16 @@ fn spawn_watchers(
             let name = p.metadata.name.clone().unwrap_or_default();
             let mut s = s.lock().unwrap();
             s.pod_created.entry(name.clone()).or_insert(now);
+            let unschedulable = p.status.as_ref().is_some_and(|st| {
+                st.conditions.iter().flatten().any(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                })
+            });
+            if unschedulable {
+                s.pod_unschedulable.entry(name.clone()).or_insert(now);
+            }
             if p.status.and_then(|st| st.phase).as_deref() == Some("Running") {
                 s.pod_running.entry(name).or_insert(now);
             }
@@ -416,6 +429,24 @@ async fn run_variant(args: &Args, variant: &str) {
             })
             .collect();
         latencies.sort();
+        let mut from_unschedulable: Vec<Duration> = s
+            .nominated_on
+            .iter()
+            .filter_map(|(pod, claim)| {
+                let marked = s.pod_unschedulable.get(pod)?;
+                let claimed = s.nodeclaim_created.get(claim)?;
+                Some(claimed.saturating_duration_since(*marked))
+            })
+            .collect();
+        from_unschedulable.sort();
+        let mut to_unschedulable: Vec<Duration> = s
+            .pod_unschedulable
+            .iter()
+            .filter_map(|(pod, at)| Some(at.saturating_duration_since(*s.pod_created.get(pod)?)))
+            .collect();
+        to_unschedulable.sort();
+        let first_seen = s.pod_created.values().min().copied();
+        let last_seen = s.pod_created.values().max().copied();
         let mut running: Vec<Duration> = s
             .pod_running
             .iter()
@@ -443,6 +474,22 @@ async fn run_variant(args: &Args, variant: &str) {
             percentile(&latencies, 99.0),
             latencies.last().copied().unwrap_or_default()
         );
+        println!(
+            "  of which: pod seen -> marked Unschedulable by the simulated scheduler p50 {:?} p99 {:?}; Unschedulable -> NodeClaim p50 {:?} p99 {:?} max {:?}",
+            percentile(&to_unschedulable, 50.0),
+            percentile(&to_unschedulable, 99.0),
+            percentile(&from_unschedulable, 50.0),
+            percentile(&from_unschedulable, 99.0),
+            from_unschedulable.last().copied().unwrap_or_default()
+        );
+        if let (Some(a), Some(b)) = (first_seen, last_seen) {
+            println!(
+                "  the Deployments' {} pods appeared over {:?} (first seen {:?} after creating them)",
+                s.pod_created.len(),
+                b.saturating_duration_since(a),
+                a.saturating_duration_since(start)
+            );
+        }
         println!(
             "every pod covered by a created NodeClaim after {:?} (from creating the Deployments)",
             all_nominated_at.unwrap_or_default()
@@ -475,7 +522,7 @@ async fn run_variant(args: &Args, variant: &str) {
     }
     drop(child);
     sim.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    println!("controller log: {}", log.display());
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
