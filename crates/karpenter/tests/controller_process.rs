@@ -69,6 +69,8 @@ const MUST_HAVE_SAMPLES: &[&str] = &[
     "karpenter_cloudprovider_duration_seconds",
     "karpenter_cluster_state_synced",
     "karpenter_cluster_state_node_count",
+    "karpenter_pods_state",
+    "karpenter_nodes_allocatable",
     "karpenter_build_info",
 ];
 
@@ -153,12 +155,14 @@ async fn seed_000_provisions_survives_sigkill_and_scales() {
     assert_eq!(claims_one.len(), round_one.len());
     assert!(claims_one.len() <= 10, "{claims_one:?}");
 
-    // The exposition, parsed, after provisioning (the state gauges refresh every 5 s).
+    // The exposition, parsed, after provisioning (the state and observability gauges refresh
+    // every 5 s).
     let mut exposition = first.scrape().await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-    while exposition
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while (exposition
         .family("karpenter_cluster_state_synced")
         .is_empty()
+        || exposition.family("karpenter_pods_state").len() < 10)
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;

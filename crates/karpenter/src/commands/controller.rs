@@ -43,7 +43,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::options::{
     BatchConfig, CloudProviderKind, FeatureGates, KubeClientConfig, MinValuesPolicy, Options,
-    PreferencePolicy, RuntimeConfig, SchedulingPolicy, Settings, SimulatedConfig,
+    PreferencePolicy, SchedulingPolicy, Settings, SimulatedConfig,
 };
 use crate::serve::{Readiness, Servers};
 
@@ -357,16 +357,6 @@ pub fn unsupported_settings(settings: &Settings) -> Vec<String> {
             "IGNORE_DRA_REQUESTS=false: dynamic resource allocation is not supported".to_string(),
         );
     }
-    let RuntimeConfig {
-        disable_cluster_state_observability,
-        ..
-    } = settings.runtime;
-    if disable_cluster_state_observability {
-        out.push(
-            "DISABLE_CLUSTER_STATE_OBSERVABILITY: this build has no pod/node state metric controllers to disable"
-                .to_string(),
-        );
-    }
     out
 }
 
@@ -402,7 +392,12 @@ impl Workload {
             settings: controller_settings(settings),
             state: StateConfig::from_batch_max_duration(settings.batch.max_duration),
             warm_up: !settings.runtime.disable_controller_warmup,
-            operator: OperatorConfig::default(),
+            operator: OperatorConfig {
+                disable_cluster_state_observability: settings
+                    .runtime
+                    .disable_cluster_state_observability,
+                ..OperatorConfig::default()
+            },
         }
     }
 }
