@@ -19,4 +19,5 @@ pub mod observability;
 pub mod operator;
 pub mod provisioning;
 pub mod ratelimit;
+pub mod status;
 pub mod termination;

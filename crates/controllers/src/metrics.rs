@@ -81,6 +81,35 @@ pub const WORKQUEUE_BUCKETS: [f64; 12] = [
     1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0,
 ];
 
+/// Buckets of the per-kind `operator_<kind>_status_condition_transition_seconds` and
+/// `operator_<kind>_termination_duration_seconds`: 0.5 s × 2^n, 15 buckets (up to 8192 s).
+pub const STATUS_CONDITION_BUCKETS: [f64; 15] = [
+    0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0,
+];
+
+/// Prometheus client_golang's `DefBuckets`, which the deprecated unprefixed
+/// `operator_status_condition_transition_seconds`/`operator_termination_duration_seconds` keep.
+pub const PROMETHEUS_DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Object labels copied onto NodeClaim status metrics (upstream: the provider's NodeClass
+/// label, then the NodePool label). Karpenter-rs serves the AWS NodeClass only, so the
+/// NodeClass label is fixed rather than asked of the provider at registration time.
+pub const NODECLAIM_STATUS_LABELS: &[&str] = &[labels::AWS_EC2NODECLASS, labels::NODEPOOL];
+
+/// Object labels copied onto Node status metrics: those of NodeClaims plus `initialized`.
+pub const NODE_STATUS_LABELS: &[&str] = &[
+    labels::AWS_EC2NODECLASS,
+    labels::NODEPOOL,
+    labels::INITIALIZED,
+];
+
+/// An object label key as a metric label name, as operatorpkg spells it (`/`, `.`, `-` → `_`).
+pub fn status_label_name(key: &str) -> String {
+    key.replace(['/', '.', '-'], "_")
+}
+
 /// Labels shared by the disruption counters (`reason`, `nodepool`, `capacity_type`,
 /// `consolidation_policy`, `termination_mode`).
 const DISRUPTION_LABELS: &[&str] = &[
@@ -382,6 +411,40 @@ pub struct WorkqueueMetrics {
     pub retries: IntCounterVec,
 }
 
+/// operatorpkg's status-condition and termination families for one object kind (or, for the
+/// deprecated unprefixed set, shared by kinds and told apart by `group`/`kind` labels).
+/// `extra` below means the kind's copied object labels ([`NODECLAIM_STATUS_LABELS`],
+/// [`NODE_STATUS_LABELS`]; none for NodePool) or `group`,`kind` for the deprecated set.
+#[derive(Debug, Clone)]
+pub struct StatusConditionMetrics {
+    /// `…_status_condition_count{namespace,name,type,status,reason,+extra}`.
+    pub count: GaugeVec,
+    /// `…_status_condition_current_status_seconds{namespace,name,type,status,reason,+extra}`.
+    pub current_status_seconds: GaugeVec,
+    /// `…_status_condition_transitions_total{type,status,reason,+extra}`.
+    pub transitions: IntCounterVec,
+    /// `…_status_condition_transition_seconds{type,status,+extra}`: time spent in `status`.
+    pub transition_seconds: HistogramVec,
+    /// `…_termination_current_time_seconds{namespace,name,+extra}`.
+    pub termination_current_time: GaugeVec,
+    /// `…_termination_duration_seconds{+extra}`.
+    pub termination_duration: HistogramVec,
+}
+
+/// The status-condition families of every kind Karpenter watches.
+#[derive(Debug, Clone)]
+pub struct StatusMetrics {
+    /// `operator_nodeclaim_*`.
+    pub nodeclaim: StatusConditionMetrics,
+    /// `operator_nodepool_*`.
+    pub nodepool: StatusConditionMetrics,
+    /// `operator_node_*`.
+    pub node: StatusConditionMetrics,
+    /// Deprecated `operator_status_condition_*` / `operator_termination_*` (NodeClaim and
+    /// NodePool only, as upstream's `EmitDeprecatedMetrics`).
+    pub deprecated: StatusConditionMetrics,
+}
+
 /// What `karpenter_build_info` reports. Label names keep upstream's Go spelling
 /// (`goversion`, `goarch`) so existing queries match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -433,6 +496,8 @@ pub struct Metrics {
     pub leader_election_master_status: IntGaugeVec,
     /// `karpenter_build_info{version,goversion,goarch,commit}` = 1.
     pub build_info: IntGaugeVec,
+    /// operatorpkg's status-condition and termination families.
+    pub status: StatusMetrics,
 }
 
 /// Registers collectors on one registry, failing on the first error (a duplicate name is a bug).
@@ -479,6 +544,67 @@ impl Registrar<'_> {
             HistogramOpts::new(name, help).buckets(buckets.to_vec()),
             labels,
         )?)
+    }
+}
+
+/// Borrowed label names.
+fn names(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+impl Registrar<'_> {
+    /// One kind's status families. `prefix` is `operator_<kind>_` or `operator_` (deprecated).
+    fn status(
+        &self,
+        prefix: &str,
+        extra: &[&str],
+        buckets: &[f64],
+    ) -> prometheus::Result<StatusConditionMetrics> {
+        let with = |base: &[&str]| -> Vec<String> {
+            base.iter()
+                .map(|s| s.to_string())
+                .chain(extra.iter().map(|k| status_label_name(k)))
+                .collect()
+        };
+        let per_condition = with(&["namespace", "name", "type", "status", "reason"]);
+        let transitions = with(&["type", "status", "reason"]);
+        let transition_seconds = with(&["type", "status"]);
+        let terminating = with(&["namespace", "name"]);
+        let terminated = with(&[]);
+        Ok(StatusConditionMetrics {
+            count: self.gauge(
+                &format!("{prefix}status_condition_count"),
+                "1 for each status condition of each object, by type, status and reason.",
+                &names(&per_condition),
+            )?,
+            current_status_seconds: self.gauge(
+                &format!("{prefix}status_condition_current_status_seconds"),
+                "Seconds each status condition of each object has had its current status.",
+                &names(&per_condition),
+            )?,
+            transitions: self.counter(
+                &format!("{prefix}status_condition_transitions_total"),
+                "Observed status-condition transitions, by type and the status and reason reached.",
+                &names(&transitions),
+            )?,
+            transition_seconds: self.histogram(
+                &format!("{prefix}status_condition_transition_seconds"),
+                "Seconds a status condition had a status before it changed, by type and that status.",
+                &names(&transition_seconds),
+                buckets,
+            )?,
+            termination_current_time: self.gauge(
+                &format!("{prefix}termination_current_time_seconds"),
+                "Seconds each object has been terminating so far.",
+                &names(&terminating),
+            )?,
+            termination_duration: self.histogram(
+                &format!("{prefix}termination_duration_seconds"),
+                "Seconds from an object's deletion request until it was gone.",
+                &names(&terminated),
+                buckets,
+            )?,
+        })
     }
 }
 
@@ -911,6 +1037,21 @@ impl Metrics {
             &["version", "goversion", "goarch", "commit"],
         )?;
 
+        let status = StatusMetrics {
+            nodeclaim: r.status(
+                "operator_nodeclaim_",
+                NODECLAIM_STATUS_LABELS,
+                &STATUS_CONDITION_BUCKETS,
+            )?,
+            nodepool: r.status("operator_nodepool_", &[], &STATUS_CONDITION_BUCKETS)?,
+            node: r.status(
+                "operator_node_",
+                NODE_STATUS_LABELS,
+                &STATUS_CONDITION_BUCKETS,
+            )?,
+            deprecated: r.status("operator_", &["group", "kind"], &PROMETHEUS_DEFAULT_BUCKETS)?,
+        };
+
         Ok(Metrics {
             nodeclaims,
             nodes,
@@ -923,6 +1064,7 @@ impl Metrics {
             cloudprovider,
             leader_election_master_status,
             build_info,
+            status,
         })
     }
 

@@ -30,6 +30,9 @@ pub const CONTROLLERS: &[&str] = &[
     "metrics.pod",
     "metrics.nodepool",
     crate::termination::CONTROLLER,
+    "operatorpkg.nodeclaim.status",
+    "operatorpkg.nodepool.status",
+    "operatorpkg.node.status",
 ];
 
 /// Timings of every controller (upstream's defaults; tests shorten them).
@@ -96,6 +99,7 @@ pub async fn run(
                     }
                 },
                 crate::nodeclaim::run(ctx.clone(), config.lifecycle, stop.clone()),
+                crate::status::run(ctx.clone(), stop.clone()),
                 crate::termination::run(ctx, config.termination, eviction_client, stop),
             );
         }

@@ -113,6 +113,7 @@ fn touch_every_family(m: &Metrics) {
         cloudprovider: _, // registered by karpenter-cloudprovider; touched through its decorator
         leader_election_master_status,
         build_info,
+        status,
     } = m;
     fn c(v: &IntCounterVec) {
         let n = v.desc()[0].variable_labels.len();
@@ -320,6 +321,29 @@ fn touch_every_family(m: &Metrics) {
         .for_each(g);
     ig(leader_election_master_status);
     ig(build_info);
+    let StatusMetrics {
+        nodeclaim,
+        nodepool,
+        node,
+        deprecated,
+    } = status;
+    for kind in [nodeclaim, nodepool, node, deprecated] {
+        let StatusConditionMetrics {
+            count,
+            current_status_seconds,
+            transitions,
+            transition_seconds,
+            termination_current_time,
+            termination_duration,
+        } = kind;
+        [count, current_status_seconds, termination_current_time]
+            .into_iter()
+            .for_each(g);
+        c(transitions);
+        [transition_seconds, termination_duration]
+            .into_iter()
+            .for_each(h);
+    }
 }
 
 fn gather_text(registry: &Registry) -> String {
@@ -397,7 +421,7 @@ fn expected() -> Vec<(&'static str, &'static str, Vec<String>, Vec<f64>)> {
     let workqueue = vec![
         1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0,
     ];
-    vec![
+    let mut table = vec![
         (
             "karpenter_nodeclaims_created_total",
             "counter",
@@ -823,7 +847,80 @@ fn expected() -> Vec<(&'static str, &'static str, Vec<String>, Vec<f64>)> {
             l(&["version", "goversion", "goarch", "commit"]),
             none(),
         ),
-    ]
+    ];
+    // operatorpkg's status families: per kind with the kind's copied object labels, and the
+    // deprecated unprefixed set with `group`,`kind` and client_golang's default buckets.
+    let status_buckets: Vec<f64> = (0..15).map(|n| 0.5 * 2f64.powi(n)).collect();
+    let default_buckets = vec![
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let nodeclass = "karpenter_k8s_aws_ec2nodeclass";
+    for (prefix, extra, buckets) in [
+        (
+            "operator_nodeclaim_",
+            vec![nodeclass, "karpenter_sh_nodepool"],
+            &status_buckets,
+        ),
+        ("operator_nodepool_", vec![], &status_buckets),
+        (
+            "operator_node_",
+            vec![
+                nodeclass,
+                "karpenter_sh_nodepool",
+                "karpenter_sh_initialized",
+            ],
+            &status_buckets,
+        ),
+        ("operator_", vec!["group", "kind"], &default_buckets),
+    ] {
+        let with = |base: &[&str]| {
+            let mut v = l(base);
+            v.extend(l(&extra));
+            v
+        };
+        let name = |suffix: &str| -> &'static str {
+            Box::leak(format!("{prefix}{suffix}").into_boxed_str())
+        };
+        table.extend([
+            (
+                name("status_condition_count"),
+                "gauge",
+                with(&["namespace", "name", "type", "status", "reason"]),
+                none(),
+            ),
+            (
+                name("status_condition_current_status_seconds"),
+                "gauge",
+                with(&["namespace", "name", "type", "status", "reason"]),
+                none(),
+            ),
+            (
+                name("status_condition_transitions_total"),
+                "counter",
+                with(&["type", "status", "reason"]),
+                none(),
+            ),
+            (
+                name("status_condition_transition_seconds"),
+                "histogram",
+                with(&["type", "status"]),
+                buckets.clone(),
+            ),
+            (
+                name("termination_current_time_seconds"),
+                "gauge",
+                with(&["namespace", "name"]),
+                none(),
+            ),
+            (
+                name("termination_duration_seconds"),
+                "histogram",
+                with(&[]),
+                buckets.clone(),
+            ),
+        ]);
+    }
+    table
 }
 
 #[test]
