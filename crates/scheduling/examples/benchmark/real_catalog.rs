@@ -582,6 +582,34 @@ fn diagnose(input: &SchedulingInput, results: &karpenter_scheduling::SchedulingR
         e.pods += c.pods.len();
         e.listed += c.instance_types.len();
     }
+    // Claim groups by launched type, zone pin and pod kinds (uid prefixes).
+    let mut groups: BTreeMap<(String, String, String), (usize, f64)> = BTreeMap::new();
+    for c in &results.new_nodeclaims {
+        let Some(t) = c.instance_types.first() else {
+            continue;
+        };
+        let zone = c
+            .requirements
+            .get(labels::ZONE)
+            .and_then(|r| r.single_value())
+            .unwrap_or("*")
+            .to_string();
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in &c.pods {
+            *kinds.entry(p.split('-').next().unwrap_or("")).or_default() += 1;
+        }
+        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+        let e = groups
+            .entry((t.to_string(), zone, kinds.join(",")))
+            .or_default();
+        e.0 += 1;
+        e.1 += c.cheapest_price;
+    }
+    let mut grows: Vec<_> = groups.into_iter().collect();
+    grows.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+    for ((t, z, k), (n, usd)) in grows.iter().take(40) {
+        println!("  group {t:<16} zone={z:<11} claims={n:<4} $/h={usd:>7.3} pods={k}");
+    }
     let mut rows: Vec<_> = per.into_iter().collect();
     rows.sort_by(|a, b| b.1.usd.total_cmp(&a.1.usd));
     for (name, e) in rows {

@@ -16,6 +16,7 @@
 
 use super::*;
 use crate::cover::{CoverType, cover_with};
+use crate::lp;
 
 /// Pivot budget for each LP solved during a re-pack.
 const REPACK_MAX_PIVOTS: usize = 20_000;
@@ -547,7 +548,14 @@ impl Solver<'_> {
                 }
             }
             rounded.extend(greedy_pack(&shapes, &types, &frontier, &worth, left)?);
-            for packing in [greedy, rounded] {
+            let mut packings = vec![greedy, rounded];
+            if whole_pods {
+                // Configuration-LP rounding does not depend on the cover's pricing: once.
+                let (mut nodes, rest) = config_pack(&shapes, &types, &frontier, &needed)?;
+                nodes.extend(greedy_pack(&shapes, &types, &frontier, &worth, rest)?);
+                packings.push(nodes);
+            }
+            for packing in packings {
                 // Nodes are priced at the cheapest priced type that fits (`by_cost` order).
                 let packing = drain_weak_nodes(packing, &shapes, &types, &by_cost, &worth);
                 let mut queues: Vec<std::collections::VecDeque<usize>> =
@@ -573,6 +581,264 @@ impl Solver<'_> {
         }
         Some(out)
     }
+}
+
+/// Column-generation rounds per configuration LP.
+const CONFIG_ROUNDS: usize = 40;
+
+/// New configurations added per round (the most valuable per dollar), which keeps the master
+/// LP small.
+const CONFIG_COLUMNS_PER_ROUND: usize = 6;
+
+/// Rounds of "solve the configuration LP on what is left, take whole copies" before the last
+/// fractional configurations are rounded up.
+const CONFIG_PASSES: usize = 6;
+
+/// One whole-pod node configuration: a type and how many pods of each shape it holds.
+type Config = (usize, Vec<usize>);
+
+/// Whole nodes from rounding a configuration LP: the covering LP whose columns are *whole-pod*
+/// fills of one node (found greedily at the LP's pod values, so unlike [`crate::cover`] it is
+/// no bound, only a plan). Each pass solves it for the pods left, takes ⌊λ⌋ copies of every
+/// configuration with weight λ, and repeats on the residual; when no configuration reaches one
+/// whole copy, the heaviest ones are taken once each, capped to what is left. Returns the
+/// nodes as (type, shape of each pod) and the counts still unplaced.
+fn config_pack(
+    shapes: &[(Resources, usize)],
+    types: &[CoverType],
+    frontier: &[usize],
+    needed: &[&str],
+) -> Option<(Vec<Config>, Vec<usize>)> {
+    let q: Vec<Vec<i64>> = shapes
+        .iter()
+        .map(|(r, _)| needed.iter().map(|n| r.get(n)).collect())
+        .collect();
+    let rooms: Vec<(usize, Vec<i64>, f64)> = frontier
+        .iter()
+        .filter_map(|t| {
+            let ct = types.get(*t)?;
+            Some((
+                *t,
+                needed.iter().map(|n| ct.room.get(n)).collect(),
+                ct.price,
+            ))
+        })
+        .filter(|(_, _, p)| p.is_finite() && *p > 0.0)
+        .collect();
+    let mut left: Vec<usize> = shapes.iter().map(|(_, n)| *n).collect();
+    let mut nodes: Vec<(usize, Vec<usize>)> = Vec::new();
+    fn take(
+        fill: &[usize],
+        left: &mut [usize],
+        nodes: &mut Vec<(usize, Vec<usize>)>,
+        t: usize,
+        k: usize,
+    ) {
+        let gs: Vec<usize> = fill
+            .iter()
+            .enumerate()
+            .flat_map(|(g, n)| std::iter::repeat_n(g, *n))
+            .collect();
+        for (l, n) in left.iter_mut().zip(fill) {
+            *l -= (n * k).min(*l);
+        }
+        nodes.extend(std::iter::repeat_n((t, gs), k));
+    }
+    for pass in 0..=CONFIG_PASSES {
+        if left.iter().all(|n| *n == 0) {
+            break;
+        }
+        let Some((configs, weights)) = config_lp(&q, &rooms, &left) else {
+            break;
+        };
+        let mut order: Vec<usize> = (0..configs.len()).collect();
+        order.sort_by(|a, b| {
+            let (wa, wb) = (weights.get(*a), weights.get(*b));
+            wb.partial_cmp(&wa)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.cmp(b))
+        });
+        let mut took = false;
+        for &c in &order {
+            let (Some((t, fill)), Some(w)) = (configs.get(c), weights.get(c)) else {
+                continue;
+            };
+            let whole = (w + 1e-6).floor().max(0.0) as usize;
+            let k = fill
+                .iter()
+                .zip(&left)
+                .filter(|(f, _)| **f > 0)
+                .map(|(f, l)| l / f)
+                .min()
+                .unwrap_or(0)
+                .min(whole);
+            if k > 0 {
+                take(fill, &mut left, &mut nodes, *t, k);
+                took = true;
+            }
+        }
+        if took && pass < CONFIG_PASSES {
+            continue;
+        }
+        // Nothing reaches a whole copy (or the passes ran out): the heaviest configurations
+        // once each, capped to the pods still left.
+        for &c in &order {
+            let (Some((t, fill)), Some(w)) = (configs.get(c), weights.get(c)) else {
+                continue;
+            };
+            if *w <= 1e-9 {
+                break;
+            }
+            let capped: Vec<usize> = fill.iter().zip(&left).map(|(f, l)| *f.min(l)).collect();
+            if capped.iter().any(|n| *n > 0) {
+                take(&capped, &mut left, &mut nodes, *t, 1);
+            }
+        }
+        break;
+    }
+    Some((nodes, left))
+}
+
+/// Column generation for [`config_pack`]: the master in its dual form (max Σ left_g·u_g s.t.
+/// every configuration is worth at most its price), new whole-pod configurations from
+/// [`int_fill`] at the current values. Returns the configurations and their weights λ.
+fn config_lp(
+    q: &[Vec<i64>],
+    rooms: &[(usize, Vec<i64>, f64)],
+    left: &[usize],
+) -> Option<(Vec<Config>, Vec<f64>)> {
+    let live: Vec<usize> = (0..q.len())
+        .filter(|g| left.get(*g).is_some_and(|n| *n > 0))
+        .collect();
+    let mut configs: Vec<Config> = Vec::new();
+    let mut prices: Vec<f64> = Vec::new();
+    // Start with each shape's cheapest single-shape node, so every value is bounded.
+    for &g in &live {
+        let qg = q.get(g)?;
+        let n = *left.get(g)?;
+        let best = rooms
+            .iter()
+            .filter_map(|(t, room, price)| {
+                let k = copies(qg, room, n);
+                (k > 0).then(|| (price / k as f64, *t, k, *price))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))?;
+        let mut fill = vec![0usize; q.len()];
+        *fill.get_mut(g)? = best.2;
+        configs.push((best.1, fill));
+        prices.push(best.3);
+    }
+    let counts: Vec<f64> = live
+        .iter()
+        .map(|g| left.get(*g).map_or(0.0, |n| *n as f64))
+        .collect();
+    let mut master;
+    let mut rounds = 0usize;
+    loop {
+        rounds += 1;
+        let a: Vec<f64> = configs
+            .iter()
+            .flat_map(|(_, f)| live.iter().map(|g| f.get(*g).map_or(0.0, |n| *n as f64)))
+            .collect();
+        master = lp::maximize(&a, &prices, &counts, REPACK_MAX_PIVOTS)?;
+        let mut u = vec![0f64; q.len()];
+        for (g, v) in live.iter().zip(&master.primal) {
+            if let Some(x) = u.get_mut(*g) {
+                *x = v.max(0.0);
+            }
+        }
+        // (value per dollar, type, fill, price)
+        let mut found: Vec<(f64, usize, Vec<usize>, f64)> = Vec::new();
+        for (t, room, price) in rooms {
+            let Some(fill) = int_fill(q, left, &u, room) else {
+                continue;
+            };
+            let value: f64 = fill.iter().zip(&u).map(|(n, v)| *n as f64 * v).sum();
+            if value > price * (1.0 + 1e-6) && !configs.iter().any(|c| c.0 == *t && c.1 == fill) {
+                found.push((value / price, *t, fill, *price));
+            }
+        }
+        if found.is_empty() || rounds >= CONFIG_ROUNDS {
+            break;
+        }
+        found.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, t, fill, price) in found.into_iter().take(CONFIG_COLUMNS_PER_ROUND) {
+            configs.push((t, fill));
+            prices.push(price);
+        }
+    }
+    Some((configs, master.dual))
+}
+
+/// How many pods of request `q` fit in `room`, at most `cap`.
+fn copies(q: &[i64], room: &[i64], cap: usize) -> usize {
+    q.iter()
+        .zip(room)
+        .filter(|(v, _)| **v > 0)
+        .map(|(v, r)| (r.max(&0) / v) as usize)
+        .min()
+        .unwrap_or(cap)
+        .min(cap)
+}
+
+/// A good whole-pod fill of one node with `room` at pod values `u` (at most `left` of each
+/// shape): the better of two greedy orders, value per largest share and value per summed
+/// share of the room, then whatever else still fits.
+fn int_fill(q: &[Vec<i64>], left: &[usize], u: &[f64], room: &[i64]) -> Option<Vec<usize>> {
+    let share = |qg: &[i64], sum: bool| -> f64 {
+        let parts = qg
+            .iter()
+            .zip(room)
+            .filter(|(v, _)| **v > 0)
+            .map(|(v, r)| *v as f64 / (*r).max(1) as f64);
+        if sum {
+            parts.sum()
+        } else {
+            parts.fold(0f64, f64::max)
+        }
+    };
+    let fitting: Vec<usize> = (0..q.len())
+        .filter(|g| {
+            left.get(*g).is_some_and(|n| *n > 0)
+                && q.get(*g).is_some_and(|qg| copies(qg, room, 1) == 1)
+        })
+        .collect();
+    if fitting.is_empty() {
+        return None;
+    }
+    let mut best: Option<(f64, Vec<usize>)> = None;
+    for sum in [false, true] {
+        let mut order: Vec<(f64, usize)> = fitting
+            .iter()
+            .filter_map(|g| {
+                let qg = q.get(*g)?;
+                Some((
+                    u.get(*g).copied().unwrap_or(0.0) / share(qg, sum).max(1e-12),
+                    *g,
+                ))
+            })
+            .collect();
+        order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut free = room.to_vec();
+        let mut fill = vec![0usize; q.len()];
+        for (_, g) in order {
+            let (Some(qg), Some(n)) = (q.get(g), left.get(g)) else {
+                continue;
+            };
+            let k = copies(qg, &free, *n);
+            for (f, v) in free.iter_mut().zip(qg) {
+                *f -= v * k as i64;
+            }
+            if let Some(x) = fill.get_mut(g) {
+                *x = k;
+            }
+        }
+        let value: f64 = fill.iter().zip(u).map(|(n, v)| *n as f64 * v).sum();
+        if best.as_ref().is_none_or(|(b, _)| value > *b + 1e-12) {
+            best = Some((value, fill));
+        }
+    }
+    best.map(|(_, f)| f)
 }
 
 /// Whole nodes as (type, shape of each pod): repeatedly the node whose greedy fill has the
