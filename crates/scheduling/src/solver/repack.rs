@@ -227,16 +227,25 @@ impl Solver<'_> {
                 .or_default()
                 .push(p);
         }
+        let pinned: Vec<(Class, Requirements, Vec<usize>)> = by_class
+            .into_iter()
+            .map(|(class, pods)| {
+                let mut reqs = template.clone();
+                for (k, v) in &class {
+                    reqs.add(k, Requirement::in_values([v.clone()]));
+                }
+                (class, reqs, pods)
+            })
+            .collect();
         let mut classes: Vec<(Requirements, Vec<Vec<PackedNode>>)> = Vec::new();
-        for (class, pods) in by_class {
-            let mut reqs = template.clone();
-            for (k, v) in class {
-                reqs.add(&k, Requirement::in_values([v]));
-            }
-            let Some(packings) = self.pack_free(pi, &pods, &reqs) else {
+        // Types the per-class packings use: the joint packing chooses among those only.
+        let mut hint: BTreeSet<usize> = BTreeSet::new();
+        for (_, reqs, pods) in &pinned {
+            let Some((packings, used)) = self.pack_free(pi, pods, reqs) else {
                 return;
             };
-            classes.push((reqs, packings));
+            hint.extend(used);
+            classes.push((reqs.clone(), packings));
         }
         let mut kept_cost = 0f64;
         for (ci, _, _, types) in &kept {
@@ -275,6 +284,31 @@ impl Solver<'_> {
             };
             new_cost += cost;
             new_claims.extend(claims);
+        }
+        // Classes packed together, when there is more than one and that is cheaper.
+        if pinned.len() > 1
+            && let Some(nodes) = self.pack_joint(pi, &pinned, &hint)
+        {
+            let mut claims = Vec::with_capacity(nodes.len());
+            let mut cost = kept_cost;
+            for (c, n) in nodes {
+                let Some((_, reqs, _)) = pinned.get(c) else {
+                    cost = f64::INFINITY;
+                    break;
+                };
+                let Ok((types, false)) = self.filter_types(pi, &all, Some(reqs), &n.requests, &[])
+                else {
+                    cost = f64::INFINITY;
+                    break;
+                };
+                let price = pool.cheapest(reqs, &types);
+                cost += price;
+                claims.push((reqs.clone(), n.pods, n.requests, types, price));
+            }
+            if cost < new_cost {
+                new_cost = cost;
+                new_claims = claims;
+            }
         }
         // Strictly cheaper only (NaN never counts): ties keep upstream's first-fit packing.
         if new_cost.partial_cmp(&(old_cost * (1.0 - 1e-9))) != Some(std::cmp::Ordering::Less) {
@@ -336,31 +370,87 @@ impl Solver<'_> {
         pool.uniform.iter().all(|u| *u).then_some(max_room)
     }
 
-    /// Packs `pods` (all movable within `reqs`, in queue order) into whole nodes of the pool's
-    /// types that `reqs` allows (priced by the offerings it allows), two ways
-    /// from the covering LP over their request shapes: (1) round the LP's own placement (whole
-    /// pods of each shape it puts on a type go first-fit-decreasing into nodes of that type),
-    /// (2) repeatedly open the node whose greedy fill has the highest value per dollar at the
-    /// LP's per-shape values. Leftovers of (1) are packed as in (2). `None` when the LP fails.
-    fn pack_free(
+    /// Packs the movable pods of every class together (configuration-LP rounding): a node is
+    /// pinned to one class's domains and holds pods of that class and of every class it
+    /// implies (free pods ride anywhere), so zone-pinned pods fill the slack of other nodes
+    /// in their zone instead of packing apart. Nodes come back as (class index into
+    /// `classes`, node). `None` when some pod is left over or an LP fails.
+    fn pack_joint(
         &self,
         pi: usize,
-        pods: &[usize],
-        reqs: &Requirements,
-    ) -> Option<Vec<Vec<PackedNode>>> {
-        let pool = self.pools.get(pi)?;
-        let mut by_shape: BTreeMap<Resources, Vec<usize>> = BTreeMap::new();
-        for p in pods {
-            let st = self.pods.get(*p)?;
-            by_shape.entry(st.requests.clone()).or_default().push(*p);
+        classes: &[(Class, Requirements, Vec<usize>)],
+        hint: &BTreeSet<usize>,
+    ) -> Option<Vec<(usize, PackedNode)>> {
+        let mut by_shape: BTreeMap<(usize, Resources), VecDeque<usize>> = BTreeMap::new();
+        for (c, (_, _, pods)) in classes.iter().enumerate() {
+            for p in pods {
+                let st = self.pods.get(*p)?;
+                by_shape
+                    .entry((c, st.requests.clone()))
+                    .or_default()
+                    .push_back(*p);
+            }
         }
-        if by_shape.is_empty() {
-            return Some(Vec::new());
+        let mut needed: Vec<&str> = Vec::new();
+        for (_, q) in by_shape.keys() {
+            for (n, _) in q.iter() {
+                if !needed.contains(&n) {
+                    needed.push(n);
+                }
+            }
         }
-        let shapes: Vec<(Resources, usize)> = by_shape
-            .iter()
-            .map(|(r, ps)| (r.clone(), ps.len()))
+        let q: Vec<Vec<i64>> = by_shape
+            .keys()
+            .map(|(_, r)| needed.iter().map(|n| r.get(n)).collect())
             .collect();
+        let counts: Vec<usize> = by_shape.values().map(VecDeque::len).collect();
+        let mut kinds: Vec<NodeKind> = Vec::new();
+        for (c, (class, reqs, _)) in classes.iter().enumerate() {
+            // A node of this class may hold pods whose class it implies.
+            let allowed: Vec<bool> = by_shape
+                .keys()
+                .map(|(g, _)| {
+                    classes.get(*g).is_some_and(|(pod_class, _, _)| {
+                        pod_class.iter().all(|(k, v)| class.get(k) == Some(v))
+                    })
+                })
+                .collect();
+            let (types, _, frontier) = self.priced_types(pi, reqs, &needed)?;
+            let frontier: Vec<usize> = frontier.into_iter().filter(|t| hint.contains(t)).collect();
+            kinds.extend(kinds_of(&q, &types, &frontier, &needed, c, &allowed));
+        }
+        let (configs, left) = config_pack(&q, &counts, &kinds);
+        if left.iter().any(|n| *n > 0) {
+            return None;
+        }
+        let mut queues: Vec<VecDeque<usize>> = by_shape.into_values().collect();
+        let mut nodes = Vec::with_capacity(configs.len());
+        for (k, gs) in configs {
+            let class = kinds.get(k)?.class;
+            let mut node = PackedNode {
+                pods: Vec::new(),
+                requests: Resources::new(),
+            };
+            for g in gs {
+                let p = queues.get_mut(g)?.pop_front()?;
+                node.requests.add(&self.pods.get(p)?.requests);
+                node.pods.push(p);
+            }
+            nodes.push((class, node));
+        }
+        Some(nodes)
+    }
+
+    /// The pool's types as the re-pack prices them under `reqs` (room and price; unusable
+    /// types get no room and an infinite price), all priced types by price, and the frontier:
+    /// the types no other type beats on both room (in `needed`) and price.
+    fn priced_types(
+        &self,
+        pi: usize,
+        reqs: &Requirements,
+        needed: &[&str],
+    ) -> Option<(Vec<CoverType>, Vec<usize>, Vec<usize>)> {
+        let pool = self.pools.get(pi)?;
         let compat = pool.compat(reqs);
         let offers = pool.offer_summary(reqs);
         let types: Vec<CoverType> = (0..pool.types.len())
@@ -380,14 +470,6 @@ impl Solver<'_> {
                 }
             })
             .collect();
-        let mut needed: Vec<&str> = Vec::new();
-        for (q, _) in &shapes {
-            for (n, _) in q.iter() {
-                if !needed.contains(&n) {
-                    needed.push(n);
-                }
-            }
-        }
         // Only types no other type beats on both room (in the resources the pods ask for) and
         // price can matter: the same fill fits the better one for less. Computed once, on
         // plain vectors (this is the quadratic part of the re-pack's setup).
@@ -420,6 +502,42 @@ impl Solver<'_> {
             }
         }
         frontier.sort_unstable();
+        Some((types, by_cost, frontier))
+    }
+
+    /// Packs `pods` (all movable within `reqs`, in queue order) into whole nodes of the pool's
+    /// types that `reqs` allows (priced by the offerings it allows), two ways
+    /// from the covering LP over their request shapes: (1) round the LP's own placement (whole
+    /// pods of each shape it puts on a type go first-fit-decreasing into nodes of that type),
+    /// (2) repeatedly open the node whose greedy fill has the highest value per dollar at the
+    /// LP's per-shape values. Leftovers of (1) are packed as in (2). `None` when the LP fails.
+    fn pack_free(
+        &self,
+        pi: usize,
+        pods: &[usize],
+        reqs: &Requirements,
+    ) -> Option<(Vec<Vec<PackedNode>>, BTreeSet<usize>)> {
+        let mut by_shape: BTreeMap<Resources, Vec<usize>> = BTreeMap::new();
+        for p in pods {
+            let st = self.pods.get(*p)?;
+            by_shape.entry(st.requests.clone()).or_default().push(*p);
+        }
+        if by_shape.is_empty() {
+            return Some((Vec::new(), BTreeSet::new()));
+        }
+        let shapes: Vec<(Resources, usize)> = by_shape
+            .iter()
+            .map(|(r, ps)| (r.clone(), ps.len()))
+            .collect();
+        let mut needed: Vec<&str> = Vec::new();
+        for (q, _) in &shapes {
+            for (n, _) in q.iter() {
+                if !needed.contains(&n) {
+                    needed.push(n);
+                }
+            }
+        }
+        let (types, by_cost, frontier) = self.priced_types(pi, reqs, &needed)?;
         let on_frontier: BTreeSet<usize> = frontier.iter().copied().collect();
         // The LP sees only frontier types; the rest stay for pricing whole nodes.
         let lp_types: Vec<CoverType> = types
@@ -439,6 +557,7 @@ impl Solver<'_> {
         // Both covers' packings compete: whole-pod pricing of small types models them better,
         // the purely fractional one sometimes rounds to a cheaper fleet.
         let mut out = Vec::new();
+        let mut used_types: BTreeSet<usize> = BTreeSet::new();
         for whole_pods in [true, false] {
             let Some(cover) = cover_with(&shapes, &lp_types, REPACK_MAX_PIVOTS, whole_pods) else {
                 continue;
@@ -551,10 +670,22 @@ impl Solver<'_> {
             let mut packings = vec![greedy, rounded];
             if whole_pods {
                 // Configuration-LP rounding does not depend on the cover's pricing: once.
-                let (mut nodes, rest) = config_pack(&shapes, &types, &frontier, &needed)?;
+                let q: Vec<Vec<i64>> = shapes
+                    .iter()
+                    .map(|(r, _)| needed.iter().map(|n| r.get(n)).collect())
+                    .collect();
+                let allowed = vec![true; shapes.len()];
+                let kinds = kinds_of(&q, &types, &frontier, &needed, 0, &allowed);
+                let counts: Vec<usize> = shapes.iter().map(|(_, n)| *n).collect();
+                let (configs, rest) = config_pack(&q, &counts, &kinds);
+                let mut nodes: Vec<(usize, Vec<usize>)> = configs
+                    .into_iter()
+                    .filter_map(|(k, gs)| Some((kinds.get(k)?.ty, gs)))
+                    .collect();
                 nodes.extend(greedy_pack(&shapes, &types, &frontier, &worth, rest)?);
                 packings.push(nodes);
             }
+            used_types.extend(packings.iter().flatten().map(|(t, _)| *t));
             for packing in packings {
                 // Nodes are priced at the cheapest priced type that fits (`by_cost` order).
                 let packing = drain_weak_nodes(packing, &shapes, &types, &by_cost, &worth);
@@ -579,7 +710,7 @@ impl Solver<'_> {
         if out.is_empty() {
             return None;
         }
-        Some(out)
+        Some((out, used_types))
     }
 }
 
@@ -597,43 +728,61 @@ const CONFIG_PASSES: usize = 6;
 /// One whole-pod node configuration: a type and how many pods of each shape it holds.
 type Config = (usize, Vec<usize>);
 
+/// A kind of node the configuration LP may open: a type under one class's requirements.
+struct NodeKind {
+    /// Pool type index.
+    ty: usize,
+    /// Class index (which domains the node is pinned to).
+    class: usize,
+    /// Room per needed resource.
+    room: Vec<i64>,
+    /// Price under the class's requirements.
+    price: f64,
+    /// Per shape: whether its pods may go on this kind (class allows it and one pod fits).
+    holds: Vec<bool>,
+}
+
+/// Node kinds for one class's types: the frontier types, priced.
+fn kinds_of(
+    q: &[Vec<i64>],
+    types: &[CoverType],
+    frontier: &[usize],
+    needed: &[&str],
+    class: usize,
+    allowed: &[bool],
+) -> Vec<NodeKind> {
+    frontier
+        .iter()
+        .filter_map(|t| {
+            let ct = types.get(*t)?;
+            let room: Vec<i64> = needed.iter().map(|n| ct.room.get(n)).collect();
+            let holds = q
+                .iter()
+                .zip(allowed)
+                .map(|(qg, ok)| *ok && copies(qg, &room, 1) == 1)
+                .collect();
+            Some(NodeKind {
+                ty: *t,
+                class,
+                room,
+                price: ct.price,
+                holds,
+            })
+        })
+        .filter(|k| k.price.is_finite() && k.price > 0.0)
+        .collect()
+}
+
 /// Whole nodes from rounding a configuration LP: the covering LP whose columns are *whole-pod*
 /// fills of one node (found greedily at the LP's pod values, so unlike [`crate::cover`] it is
 /// no bound, only a plan). Each pass solves it for the pods left, takes ⌊λ⌋ copies of every
 /// configuration with weight λ, and repeats on the residual; when no configuration reaches one
 /// whole copy, the heaviest ones are taken once each, capped to what is left. Returns the
-/// nodes as (type, shape of each pod) and the counts still unplaced.
-fn config_pack(
-    shapes: &[(Resources, usize)],
-    types: &[CoverType],
-    frontier: &[usize],
-    needed: &[&str],
-) -> Option<(Vec<Config>, Vec<usize>)> {
-    let q: Vec<Vec<i64>> = shapes
-        .iter()
-        .map(|(r, _)| needed.iter().map(|n| r.get(n)).collect())
-        .collect();
-    let rooms: Vec<(usize, Vec<i64>, f64)> = frontier
-        .iter()
-        .filter_map(|t| {
-            let ct = types.get(*t)?;
-            Some((
-                *t,
-                needed.iter().map(|n| ct.room.get(n)).collect(),
-                ct.price,
-            ))
-        })
-        .filter(|(_, _, p)| p.is_finite() && *p > 0.0)
-        .collect();
-    let mut left: Vec<usize> = shapes.iter().map(|(_, n)| *n).collect();
-    let mut nodes: Vec<(usize, Vec<usize>)> = Vec::new();
-    fn take(
-        fill: &[usize],
-        left: &mut [usize],
-        nodes: &mut Vec<(usize, Vec<usize>)>,
-        t: usize,
-        k: usize,
-    ) {
+/// nodes as (kind, shape of each pod) and the counts still unplaced.
+fn config_pack(q: &[Vec<i64>], counts: &[usize], kinds: &[NodeKind]) -> (Vec<Config>, Vec<usize>) {
+    let mut left: Vec<usize> = counts.to_vec();
+    let mut nodes: Vec<Config> = Vec::new();
+    fn take(fill: &[usize], left: &mut [usize], nodes: &mut Vec<Config>, t: usize, k: usize) {
         let gs: Vec<usize> = fill
             .iter()
             .enumerate()
@@ -648,7 +797,7 @@ fn config_pack(
         if left.iter().all(|n| *n == 0) {
             break;
         }
-        let Some((configs, weights)) = config_lp(&q, &rooms, &left) else {
+        let Some((configs, weights)) = config_lp(q, kinds, &left) else {
             break;
         };
         let mut order: Vec<usize> = (0..configs.len()).collect();
@@ -696,15 +845,16 @@ fn config_pack(
         }
         break;
     }
-    Some((nodes, left))
+    (nodes, left)
 }
 
 /// Column generation for [`config_pack`]: the master in its dual form (max Σ left_g·u_g s.t.
 /// every configuration is worth at most its price), new whole-pod configurations from
-/// [`int_fill`] at the current values. Returns the configurations and their weights λ.
+/// [`int_fill`] at the current values. Returns the configurations (kind, fill) and their
+/// weights λ.
 fn config_lp(
     q: &[Vec<i64>],
-    rooms: &[(usize, Vec<i64>, f64)],
+    kinds: &[NodeKind],
     left: &[usize],
 ) -> Option<(Vec<Config>, Vec<f64>)> {
     let live: Vec<usize> = (0..q.len())
@@ -716,11 +866,13 @@ fn config_lp(
     for &g in &live {
         let qg = q.get(g)?;
         let n = *left.get(g)?;
-        let best = rooms
+        let best = kinds
             .iter()
-            .filter_map(|(t, room, price)| {
-                let k = copies(qg, room, n);
-                (k > 0).then(|| (price / k as f64, *t, k, *price))
+            .enumerate()
+            .filter(|(_, k)| k.holds.get(g).copied().unwrap_or(false))
+            .filter_map(|(i, k)| {
+                let c = copies(qg, &k.room, n);
+                (c > 0).then(|| (k.price / c as f64, i, c, k.price))
             })
             .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))?;
         let mut fill = vec![0usize; q.len()];
@@ -747,23 +899,23 @@ fn config_lp(
                 *x = v.max(0.0);
             }
         }
-        // (value per dollar, type, fill, price)
+        // (value per dollar, kind, fill, price)
         let mut found: Vec<(f64, usize, Vec<usize>, f64)> = Vec::new();
-        for (t, room, price) in rooms {
-            let Some(fill) = int_fill(q, left, &u, room) else {
+        for (i, k) in kinds.iter().enumerate() {
+            let Some(fill) = int_fill(q, left, &u, k) else {
                 continue;
             };
             let value: f64 = fill.iter().zip(&u).map(|(n, v)| *n as f64 * v).sum();
-            if value > price * (1.0 + 1e-6) && !configs.iter().any(|c| c.0 == *t && c.1 == fill) {
-                found.push((value / price, *t, fill, *price));
+            if value > k.price * (1.0 + 1e-6) && !configs.iter().any(|c| c.0 == i && c.1 == fill) {
+                found.push((value / k.price, i, fill, k.price));
             }
         }
         if found.is_empty() || rounds >= CONFIG_ROUNDS {
             break;
         }
         found.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        for (_, t, fill, price) in found.into_iter().take(CONFIG_COLUMNS_PER_ROUND) {
-            configs.push((t, fill));
+        for (_, i, fill, price) in found.into_iter().take(CONFIG_COLUMNS_PER_ROUND) {
+            configs.push((i, fill));
             prices.push(price);
         }
     }
@@ -781,10 +933,11 @@ fn copies(q: &[i64], room: &[i64], cap: usize) -> usize {
         .min(cap)
 }
 
-/// A good whole-pod fill of one node with `room` at pod values `u` (at most `left` of each
+/// A good whole-pod fill of one node of `kind` at pod values `u` (at most `left` of each
 /// shape): the better of two greedy orders, value per largest share and value per summed
-/// share of the room, then whatever else still fits.
-fn int_fill(q: &[Vec<i64>], left: &[usize], u: &[f64], room: &[i64]) -> Option<Vec<usize>> {
+/// share of the room, each topped up with whatever else still fits.
+fn int_fill(q: &[Vec<i64>], left: &[usize], u: &[f64], kind: &NodeKind) -> Option<Vec<usize>> {
+    let room = &kind.room;
     let share = |qg: &[i64], sum: bool| -> f64 {
         let parts = qg
             .iter()
@@ -799,8 +952,7 @@ fn int_fill(q: &[Vec<i64>], left: &[usize], u: &[f64], room: &[i64]) -> Option<V
     };
     let fitting: Vec<usize> = (0..q.len())
         .filter(|g| {
-            left.get(*g).is_some_and(|n| *n > 0)
-                && q.get(*g).is_some_and(|qg| copies(qg, room, 1) == 1)
+            left.get(*g).is_some_and(|n| *n > 0) && kind.holds.get(*g).copied().unwrap_or(false)
         })
         .collect();
     if fitting.is_empty() {
@@ -819,7 +971,7 @@ fn int_fill(q: &[Vec<i64>], left: &[usize], u: &[f64], room: &[i64]) -> Option<V
             })
             .collect();
         order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut free = room.to_vec();
+        let mut free = room.clone();
         let mut fill = vec![0usize; q.len()];
         for (_, g) in order {
             let (Some(qg), Some(n)) = (q.get(g), left.get(g)) else {
@@ -1050,4 +1202,98 @@ fn greedy_fill(
         }
     }
     Some(fill)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shape: (cpu, memory, count, class); a kind: (class, cpu, memory, price). A kind holds
+    /// the shapes of its class and of class 0 (free pods) that fit it.
+    fn check(
+        name: &str,
+        shapes: &[(i64, i64, usize, usize)],
+        kinds: &[(usize, i64, i64, f64)],
+        nodes: usize,
+        cost: f64,
+    ) {
+        let q: Vec<Vec<i64>> = shapes.iter().map(|(c, m, _, _)| vec![*c, *m]).collect();
+        let counts: Vec<usize> = shapes.iter().map(|s| s.2).collect();
+        let kinds: Vec<NodeKind> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, (class, c, m, price))| NodeKind {
+                ty: i,
+                class: *class,
+                room: vec![*c, *m],
+                price: *price,
+                holds: shapes
+                    .iter()
+                    .map(|(qc, qm, _, sc)| (*sc == 0 || sc == class) && qc <= c && qm <= m)
+                    .collect(),
+            })
+            .collect();
+        let (configs, left) = config_pack(&q, &counts, &kinds);
+        assert!(left.iter().all(|n| *n == 0), "{name}: left over {left:?}");
+        let mut placed = vec![0usize; shapes.len()];
+        let mut total = 0.0;
+        for (k, gs) in &configs {
+            let kind = &kinds[*k];
+            let mut used = [0i64; 2];
+            for g in gs {
+                placed[*g] += 1;
+                assert!(kind.holds[*g], "{name}: shape {g} on kind {k}");
+                used[0] += q[*g][0];
+                used[1] += q[*g][1];
+            }
+            assert!(
+                used[0] <= kind.room[0] && used[1] <= kind.room[1],
+                "{name}: kind {k} overfull"
+            );
+            total += kind.price;
+        }
+        assert_eq!(placed, counts, "{name}: every pod placed once");
+        assert_eq!(configs.len(), nodes, "{name}: nodes {configs:?}");
+        assert!(
+            (total - cost).abs() < 1e-9,
+            "{name}: cost {total} != {cost}"
+        );
+    }
+
+    #[test]
+    fn config_rounding() {
+        check(
+            "complementary shapes share whole nodes instead of two single-purpose fleets",
+            &[(3, 1, 4, 0), (1, 3, 4, 0)],
+            &[(0, 4, 4, 1.0), (0, 3, 1, 0.9), (0, 1, 3, 0.9)],
+            4,
+            4.0,
+        );
+        check(
+            "the fractional half node left after rounding down goes on the small type",
+            &[(2, 2, 3, 0)],
+            &[(0, 4, 4, 1.0), (0, 2, 2, 0.6)],
+            2,
+            1.6,
+        );
+        check(
+            "a zone-pinned pod rides in the slack of a free pod's node pinned to its zone",
+            &[(3, 3, 1, 0), (1, 1, 1, 1)],
+            &[
+                (0, 4, 4, 1.0),
+                (1, 4, 4, 1.0),
+                (0, 1, 1, 0.4),
+                (1, 1, 1, 0.4),
+            ],
+            1,
+            1.0,
+        );
+        check(
+            "a pinned pod never lands on a node of another class, however cheap",
+            &[(1, 1, 2, 1)],
+            &[(0, 4, 4, 0.1), (1, 2, 2, 1.0)],
+            1,
+            1.0,
+        );
+    }
 }
