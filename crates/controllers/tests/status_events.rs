@@ -121,7 +121,7 @@ fn condition<'a>(conditions: &'a [Condition], type_: &str) -> &'a Condition {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodeclaim_lifecycle_publishes_status_events_and_metrics() {
     let world = World::start(WorldOptions::default()).await;
-    let replica = Replica::start(&world, "solo", Leadership::Fixed);
+    let mut replica = Replica::start(&world, "first", Leadership::Fixed);
     world.apply(nodeclass("default")).await;
 
     // A NodePool that can launch nothing proves the status watches are running (its series
@@ -309,6 +309,37 @@ async fn a_nodeclaim_lifecycle_publishes_status_events_and_metrics() {
         "histogram",
     );
 
+    // A restarted controller first only records what it lists: the objects' gauges come back
+    // but no transition is published again.
+    replica.kill();
+    let replica = Replica::start(&world, "second", Leadership::Fixed);
+    eventually(
+        30,
+        "the restarted replica lists the NodeClaim",
+        async || {
+            let s = Scrape::of(&replica);
+            (!s.matching(
+                "operator_nodeclaim_status_condition_count",
+                &[
+                    ("name", name.as_str()),
+                    ("type", "Ready"),
+                    ("status", "True"),
+                ],
+            )
+            .is_empty())
+            .then_some(())
+        },
+    )
+    .await;
+    for type_ in ["Launched", "Registered", "Initialized", "Ready"] {
+        assert_eq!(
+            world.events(&name, type_).await.len(),
+            1,
+            "{type_} events of {name} after a restart"
+        );
+    }
+    assert_eq!(world.events("general", "Ready").await.len(), 1);
+
     // Termination: the NodeClaim (and its Node) go; Finalized is published and their series go.
     world.scale("default", "inflate", 0).await;
     Api::<NodeClaim>::all(world.client.clone())
@@ -387,4 +418,9 @@ async fn a_nodeclaim_lifecycle_publishes_status_events_and_metrics() {
         .len(),
         1
     );
+    // Still one event per transition: a replay by the restarted replica would have been
+    // published before its Finalized events, which are visible by now.
+    for type_ in ["Launched", "Registered", "Initialized", "Ready"] {
+        assert_eq!(world.events(&name, type_).await.len(), 1, "{type_} events");
+    }
 }
