@@ -29,6 +29,22 @@ const USAGE: &str = "usage: apiserver_bench [--in-process] [NODES [PODS [WATCHER
   CLIENTS   concurrent create requests (default 64)
   --in-process  run the API server in this process (memory figures then include the client)";
 
+/// CPU seconds (user + system) a process has used so far; 0 when unreadable.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Linux reports these in USER_HZ, which is 100 on every supported architecture.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// `(VmRSS, VmHWM)` in MiB of a process.
 fn memory_mib(pid: &str) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -207,6 +223,7 @@ async fn main() -> anyhow::Result<()> {
         );
     };
     mem("at start", &mut out);
+    let cpu_owner = if in_process { "process" } else { "server" };
 
     let pod_api: Api<Pod> = Api::default_namespaced(client.clone());
     let received = Arc::new(AtomicUsize::new(0));
@@ -230,6 +247,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let node_api: Api<Node> = Api::all(client.clone());
+    let cpu_start = cpu_seconds(&server_pid);
     let t = create_all(node_api.clone(), nodes, clients, node).await;
     out.add(
         "create nodes",
@@ -240,6 +258,7 @@ async fn main() -> anyhow::Result<()> {
         ),
     );
     let fanout_start = Instant::now();
+    let cpu_pods = cpu_seconds(&server_pid);
     let t = create_all(pod_api.clone(), pods, clients, move |i| pod(i, nodes)).await;
     out.add(
         "create pods",
@@ -266,20 +285,80 @@ async fn main() -> anyhow::Result<()> {
             got as f64 / fanout.as_secs_f64()
         ),
     );
+    let cpu_now = cpu_seconds(&server_pid);
+    out.add(
+        &format!("{cpu_owner} CPU for the creates"),
+        format!(
+            "nodes {:.2}s, pods {:.2}s ({:.0} us per pod create incl. {watchers} watch deliveries)",
+            cpu_pods - cpu_start,
+            cpu_now - cpu_pods,
+            (cpu_now - cpu_pods) * 1e6 / pods.max(1) as f64
+        ),
+    );
     mem("after load", &mut out);
+
+    // Fan-out alone: fresh watchers from resourceVersion 0 each get every pod as an ADDED
+    // event at once. Lines are counted, not decoded, so this is the server's delivery rate (plus
+    // the transfer), not the client's JSON decoding.
+    let cpu_before = cpu_seconds(&server_pid);
+    let start = Instant::now();
+    let mut raw_watchers = Vec::new();
+    for _ in 0..watchers {
+        let client = client.clone();
+        raw_watchers.push(tokio::spawn(async move {
+            let req = http::Request::get(
+                "/api/v1/namespaces/default/pods?watch=true&resourceVersion=0&timeoutSeconds=600",
+            )
+            .body(Vec::new())
+            .unwrap();
+            let mut body = Box::pin(client.request_stream(req).await.unwrap());
+            let mut line = Vec::with_capacity(4096);
+            let (mut events, mut bytes) = (0usize, 0usize);
+            while events < pods {
+                line.clear();
+                match futures::AsyncBufReadExt::read_until(&mut body, b'\n', &mut line).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        events += 1;
+                        bytes += n;
+                    }
+                }
+            }
+            (events, bytes)
+        }));
+    }
+    let (mut delivered, mut bytes) = (0, 0);
+    for w in raw_watchers {
+        let (e, b) = w.await.unwrap_or((0, 0));
+        delivered += e;
+        bytes += b;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    out.add(
+        "watch fan-out, initial events",
+        format!(
+            "{delivered}/{} ADDED lines to {watchers} new watchers in {elapsed:.2}s ({:.0} events/s, {:.0} MiB/s; {cpu_owner} CPU {:.2}s)",
+            pods * watchers,
+            delivered as f64 / elapsed,
+            bytes as f64 / 1048576.0 / elapsed,
+            cpu_seconds(&server_pid) - cpu_before
+        ),
+    );
 
     // The same list without decoding into typed objects: what the server and the transfer cost,
     // apart from the client's JSON decoding.
+    let cpu_before = cpu_seconds(&server_pid);
     let start = Instant::now();
     let req = http::Request::get("/api/v1/namespaces/default/pods").body(Vec::new())?;
     let raw = client.request_text(req).await?;
     out.add(
         "list pods, unpaginated, body only",
         format!(
-            "{:.1} MiB ({} bytes per pod) in {:.0} ms",
+            "{:.1} MiB ({} bytes per pod) in {:.0} ms ({cpu_owner} CPU {:.0} ms)",
             raw.len() as f64 / 1048576.0,
             raw.len() / pods.max(1),
-            start.elapsed().as_secs_f64() * 1000.0
+            start.elapsed().as_secs_f64() * 1000.0,
+            (cpu_seconds(&server_pid) - cpu_before) * 1000.0
         ),
     );
     // And the client's share alone: decoding that body into typed pods, as `Api::list` does.
