@@ -723,7 +723,7 @@ const CONFIG_COLUMNS_PER_ROUND: usize = 6;
 
 /// Rounds of "solve the configuration LP on what is left, take whole copies" before the last
 /// fractional configurations are rounded up.
-const CONFIG_PASSES: usize = 6;
+const CONFIG_PASSES: usize = 3;
 
 /// One whole-pod node configuration: a type and how many pods of each shape it holds.
 type Config = (usize, Vec<usize>);
@@ -910,6 +910,20 @@ fn config_lp(
                 found.push((value / k.price, i, fill, k.price));
             }
         }
+        if found.is_empty() && rounds < CONFIG_ROUNDS {
+            // The greedy fills find nothing: a budgeted search for a better whole fill.
+            for (i, k) in kinds.iter().enumerate() {
+                let floor = k.price * (1.0 + 1e-6);
+                let Some((value, fill)) = searched_fill(q, left, &u, k, floor, SEARCH_NODES) else {
+                    continue;
+                };
+                if value > k.price * (1.0 + 1e-6)
+                    && !configs.iter().any(|c| c.0 == i && c.1 == fill)
+                {
+                    found.push((value / k.price, i, fill, k.price));
+                }
+            }
+        }
         if found.is_empty() || rounds >= CONFIG_ROUNDS {
             break;
         }
@@ -920,6 +934,112 @@ fn config_lp(
         }
     }
     Some((configs, master.dual))
+}
+
+/// Search nodes per kind when the greedy pricing finds no configuration.
+const SEARCH_NODES: usize = 2_000;
+
+/// The most valuable whole-pod fill of one node of `kind` worth more than `floor` that a
+/// depth-first search finds within `budget` nodes (`None` if it finds none): shapes densest first (value per summed share of the room), copies
+/// from most to none, pruned by the fractional knapsack over the summed shares (every fill
+/// that fits uses at most the summed share of the room left).
+fn searched_fill(
+    q: &[Vec<i64>],
+    left: &[usize],
+    u: &[f64],
+    kind: &NodeKind,
+    floor: f64,
+    budget: usize,
+) -> Option<(f64, Vec<usize>)> {
+    let room = &kind.room;
+    let share = |qg: &[i64]| -> f64 {
+        qg.iter()
+            .zip(room)
+            .filter(|(v, _)| **v > 0)
+            .map(|(v, r)| *v as f64 / (*r).max(1) as f64)
+            .sum()
+    };
+    // (shape, value, summed share, copies allowed)
+    let mut items: Vec<(usize, f64, f64, usize)> = (0..q.len())
+        .filter_map(|g| {
+            let value = u.get(g).copied().unwrap_or(0.0);
+            let n = left.get(g).copied().unwrap_or(0);
+            let ok = kind.holds.get(g).copied().unwrap_or(false);
+            let w = share(q.get(g)?);
+            (ok && n > 0 && value > 0.0 && w > 0.0).then_some((g, value, w, n))
+        })
+        .collect();
+    items.sort_by(|a, b| (b.1 / b.2).total_cmp(&(a.1 / a.2)).then(a.0.cmp(&b.0)));
+    struct Search<'a> {
+        q: &'a [Vec<i64>],
+        room: &'a [i64],
+        items: Vec<(usize, f64, f64, usize)>,
+        fill: Vec<usize>,
+        best: f64,
+        best_fill: Vec<usize>,
+        nodes: usize,
+        budget: usize,
+    }
+    fn go(s: &mut Search<'_>, pos: usize, rem: &mut [i64], acc: f64) {
+        if acc > s.best {
+            s.best = acc;
+            s.best_fill.clone_from(&s.fill);
+        }
+        let Some(&(g, value, _, n)) = s.items.get(pos) else {
+            return;
+        };
+        s.nodes += 1;
+        if s.nodes > s.budget {
+            return;
+        }
+        let mut cap: f64 = rem
+            .iter()
+            .zip(s.room)
+            .map(|(r, a)| (*r).max(0) as f64 / (*a).max(1) as f64)
+            .sum();
+        let mut bound = acc;
+        for (_, v, w, m) in s.items.iter().skip(pos) {
+            if cap <= 0.0 {
+                break;
+            }
+            let take = (cap / w).min(*m as f64);
+            bound += take * v;
+            cap -= take * w;
+        }
+        if bound <= s.best * (1.0 + 1e-9) {
+            return;
+        }
+        let Some(qg) = s.q.get(g) else { return };
+        let most = copies(qg, rem, n);
+        for k in (0..=most).rev() {
+            for (r, v) in rem.iter_mut().zip(qg) {
+                *r -= v * k as i64;
+            }
+            if let Some(f) = s.fill.get_mut(g) {
+                *f = k;
+            }
+            go(s, pos + 1, rem, acc + value * k as f64);
+            for (r, v) in rem.iter_mut().zip(qg) {
+                *r += v * k as i64;
+            }
+        }
+        if let Some(f) = s.fill.get_mut(g) {
+            *f = 0;
+        }
+    }
+    let mut search = Search {
+        q,
+        room,
+        items,
+        fill: vec![0; q.len()],
+        best: floor,
+        best_fill: vec![0; q.len()],
+        nodes: 0,
+        budget,
+    };
+    let mut rem = room.clone();
+    go(&mut search, 0, &mut rem, 0.0);
+    (search.best > floor).then_some((search.best, search.best_fill))
 }
 
 /// How many pods of request `q` fit in `room`, at most `cap`.
