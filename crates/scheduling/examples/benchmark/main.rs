@@ -359,6 +359,7 @@ fn preferences(policy: PreferencePolicy) -> Run {
 }
 
 mod real_catalog;
+mod whole_bound;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -911,15 +911,29 @@ fn config_lp(
             }
         }
         if found.is_empty() && rounds < CONFIG_ROUNDS {
-            // The greedy fills find nothing: a budgeted search for a better whole fill.
-            for (i, k) in kinds.iter().enumerate() {
+            // The greedy fills find nothing: a budgeted search for a better whole fill, the
+            // kinds whose fractional bound beats their price by most first, within one shared
+            // budget per round (so a round costs the same whatever the catalog's size).
+            let mut promising: Vec<(f64, usize)> = kinds
+                .iter()
+                .enumerate()
+                .filter_map(|(i, k)| {
+                    let ratio = share_bound(q, left, &u, k) / k.price;
+                    (ratio > 1.0 + 1e-6).then_some((ratio, i))
+                })
+                .collect();
+            promising.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut budget = SEARCH_NODES_PER_ROUND;
+            for (_, i) in promising {
+                let Some(k) = kinds.get(i) else { continue };
+                if budget == 0 || found.len() >= CONFIG_COLUMNS_PER_ROUND {
+                    break;
+                }
                 let floor = k.price * (1.0 + 1e-6);
-                let Some((value, fill)) = searched_fill(q, left, &u, k, floor, SEARCH_NODES) else {
-                    continue;
-                };
-                if value > k.price * (1.0 + 1e-6)
-                    && !configs.iter().any(|c| c.0 == i && c.1 == fill)
-                {
+                let (hit, used) = searched_fill(q, left, &u, k, floor, SEARCH_NODES.min(budget));
+                budget = budget.saturating_sub(used);
+                let Some((value, fill)) = hit else { continue };
+                if !configs.iter().any(|c| c.0 == i && c.1 == fill) {
                     found.push((value / k.price, i, fill, k.price));
                 }
             }
@@ -939,6 +953,42 @@ fn config_lp(
 /// Search nodes per kind when the greedy pricing finds no configuration.
 const SEARCH_NODES: usize = 2_000;
 
+/// Search nodes per column-generation round, shared by all kinds.
+const SEARCH_NODES_PER_ROUND: usize = 20_000;
+
+/// The fractional knapsack over summed shares of `kind`'s room: no whole fill of it is worth
+/// more at values `u`.
+fn share_bound(q: &[Vec<i64>], left: &[usize], u: &[f64], kind: &NodeKind) -> f64 {
+    let room = &kind.room;
+    let mut items: Vec<(f64, f64, usize)> = (0..q.len())
+        .filter_map(|g| {
+            let value = u.get(g).copied().unwrap_or(0.0);
+            let n = left.get(g).copied().unwrap_or(0);
+            let ok = kind.holds.get(g).copied().unwrap_or(false);
+            let w: f64 = q
+                .get(g)?
+                .iter()
+                .zip(room)
+                .filter(|(v, _)| **v > 0)
+                .map(|(v, r)| *v as f64 / (*r).max(1) as f64)
+                .sum();
+            (ok && n > 0 && value > 0.0 && w > 0.0).then_some((value, w, n))
+        })
+        .collect();
+    items.sort_by(|a, b| (b.0 / b.1).total_cmp(&(a.0 / a.1)));
+    let mut cap = room.iter().filter(|r| **r > 0).count() as f64;
+    let mut bound = 0f64;
+    for (v, w, n) in items {
+        if cap <= 0.0 {
+            break;
+        }
+        let take = (cap / w).min(n as f64);
+        bound += take * v;
+        cap -= take * w;
+    }
+    bound
+}
+
 /// The most valuable whole-pod fill of one node of `kind` worth more than `floor` that a
 /// depth-first search finds within `budget` nodes (`None` if it finds none): shapes densest first (value per summed share of the room), copies
 /// from most to none, pruned by the fractional knapsack over the summed shares (every fill
@@ -950,7 +1000,7 @@ fn searched_fill(
     kind: &NodeKind,
     floor: f64,
     budget: usize,
-) -> Option<(f64, Vec<usize>)> {
+) -> (Option<(f64, Vec<usize>)>, usize) {
     let room = &kind.room;
     let share = |qg: &[i64]| -> f64 {
         qg.iter()
@@ -1039,7 +1089,11 @@ fn searched_fill(
     };
     let mut rem = room.clone();
     go(&mut search, 0, &mut rem, 0.0);
-    (search.best > floor).then_some((search.best, search.best_fill))
+    let used = search.nodes.min(budget);
+    (
+        (search.best > floor).then_some((search.best, search.best_fill)),
+        used,
+    )
 }
 
 /// How many pods of request `q` fit in `room`, at most `cap`.
