@@ -30,7 +30,8 @@ pub(crate) fn admit(
 }
 
 fn roundtrip<T: DeserializeOwned + Serialize>(obj: &Value) -> Result<Value, String> {
-    let typed: T = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
+    // Decoding from the borrowed tree: no copy of the whole object first.
+    let typed = T::deserialize(obj).map_err(|e| e.to_string())?;
     serde_json::to_value(&typed).map_err(|e| e.to_string())
 }
 
@@ -70,7 +71,7 @@ fn decode(res: &ResourceInfo, obj: &mut Value) -> Result<Vec<String>, ApiError> 
         ))
     })?;
     let mut unknown = Vec::new();
-    unknown_fields(obj, &decoded, "", &mut unknown);
+    unknown_fields(obj, &decoded, &mut String::new(), &mut unknown);
     *obj = decoded;
     if let Some(m) = obj.as_object_mut() {
         m.insert(
@@ -86,28 +87,34 @@ fn decode(res: &ResourceInfo, obj: &mut Value) -> Result<Vec<String>, ApiError> 
     Ok(unknown)
 }
 
-/// Paths present (non-null) in `given` but absent from `decoded`.
-fn unknown_fields(given: &Value, decoded: &Value, path: &str, out: &mut Vec<String>) {
+/// Paths present (non-null) in `given` but absent from `decoded`. `path` is the current path,
+/// extended and cut back in place so that only the unknown paths allocate.
+fn unknown_fields(given: &Value, decoded: &Value, path: &mut String, out: &mut Vec<String>) {
+    let len = path.len();
     match (given, decoded) {
         (Value::Object(g), Value::Object(d)) => {
             for (k, v) in g {
                 if v.is_null() {
                     continue;
                 }
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match d.get(k) {
-                    None => out.push(p),
-                    Some(dv) => unknown_fields(v, dv, &p, out),
+                if !path.is_empty() {
+                    path.push('.');
                 }
+                path.push_str(k);
+                match d.get(k) {
+                    None => out.push(path.clone()),
+                    Some(dv) => unknown_fields(v, dv, path, out),
+                }
+                path.truncate(len);
             }
         }
         (Value::Array(g), Value::Array(d)) => {
             for (i, (gv, dv)) in g.iter().zip(d.iter()).enumerate() {
-                unknown_fields(gv, dv, &format!("{path}[{i}]"), out);
+                path.push('[');
+                path.push_str(&i.to_string());
+                path.push(']');
+                unknown_fields(gv, dv, path, out);
+                path.truncate(len);
             }
         }
         _ => {}

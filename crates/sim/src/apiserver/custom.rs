@@ -253,6 +253,7 @@ pub fn resources_of(crd: &Value) -> Vec<ResourceInfo> {
                 special: Special::None,
                 printer_columns,
                 crd: Some(crd_arc.clone()),
+                patch_schema: Default::default(),
             }
         })
         .collect()

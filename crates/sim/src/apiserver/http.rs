@@ -897,9 +897,7 @@ pub(crate) fn apply_patch(
     kind: PatchKind,
     patch: &Value,
 ) -> Result<Value, ApiError> {
-    use karpenter_apimachinery::patch::{
-        BuiltinSchema, CrdSchema, NoSchema, json_patch, merge_patch, strategic_merge_patch,
-    };
+    use karpenter_apimachinery::patch::{json_patch, merge_patch, strategic_merge_patch};
     let bad = |e: karpenter_apimachinery::patch::PatchError| {
         ApiError::custom(422, "Invalid", e.to_string())
     };
@@ -907,17 +905,7 @@ pub(crate) fn apply_patch(
         PatchKind::Json => json_patch(doc, patch).map_err(bad),
         PatchKind::Merge => Ok(merge_patch(doc, patch)),
         PatchKind::Strategic => {
-            if let Some(schema) = BuiltinSchema::for_kind(&res.group, &res.version, &res.kind) {
-                strategic_merge_patch(doc, patch, &schema).map_err(bad)
-            } else if res.is_custom() {
-                let schema = custom::version_schema(res).map(|s| CrdSchema::from_openapi(&s));
-                match schema {
-                    Some(s) => strategic_merge_patch(doc, patch, &s).map_err(bad),
-                    None => strategic_merge_patch(doc, patch, &NoSchema).map_err(bad),
-                }
-            } else {
-                strategic_merge_patch(doc, patch, &NoSchema).map_err(bad)
-            }
+            strategic_merge_patch(doc, patch, subresource::schema_for(res).as_ref()).map_err(bad)
         }
         PatchKind::Apply => Err(ApiError::internal("apply patches are not plain patches")),
     }

@@ -1,7 +1,9 @@
 //! The served resources: what discovery lists and what the router resolves paths against.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use karpenter_apimachinery::patch::PatchSchema;
 
 use serde_json::Value;
 
@@ -106,6 +108,34 @@ pub struct ResourceInfo {
     pub crd: Option<Arc<Value>>,
     /// Whether this is the group's storage/preferred version.
     pub preferred: bool,
+    /// The merge schema, built on first use: building one walks the whole pod spec (or parses a
+    /// CRD's OpenAPI schema), which every write that records managed fields needs.
+    pub patch_schema: SchemaCache,
+}
+
+/// A lazily built merge schema shared by every request on one [`ResourceInfo`]. A CRD update
+/// builds new `ResourceInfo`s, so a cached CRD schema never outlives its CRD version.
+#[derive(Default, Clone)]
+pub struct SchemaCache(OnceLock<Arc<dyn PatchSchema + Send + Sync>>);
+
+impl SchemaCache {
+    /// The cached schema, built with `build` the first time.
+    pub fn get_or_build(
+        &self,
+        build: impl FnOnce() -> Arc<dyn PatchSchema + Send + Sync>,
+    ) -> Arc<dyn PatchSchema + Send + Sync> {
+        self.0.get_or_init(build).clone()
+    }
+}
+
+impl std::fmt::Debug for SchemaCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "SchemaCache(built)"
+        } else {
+            "SchemaCache(empty)"
+        })
+    }
 }
 
 impl ResourceInfo {
@@ -434,6 +464,7 @@ fn builtin(spec: &BuiltinSpec) -> ResourceInfo {
         printer_columns: Vec::new(),
         crd: None,
         preferred: true,
+        patch_schema: SchemaCache::default(),
     }
 }
 

@@ -27,14 +27,16 @@ const PODS: &str = "pods";
 const PDBS: &str = "poddisruptionbudgets.policy";
 
 /// The merge schema for patches and apply on a resource.
-pub(crate) fn schema_for(res: &ResourceInfo) -> Box<dyn PatchSchema> {
-    if let Some(s) = BuiltinSchema::for_kind(&res.group, &res.version, &res.kind) {
-        return Box::new(s);
-    }
-    if let Some(s) = super::custom::version_schema(res) {
-        return Box::new(CrdSchema::from_openapi(&s));
-    }
-    Box::new(NoSchema)
+pub(crate) fn schema_for(res: &ResourceInfo) -> Arc<dyn PatchSchema + Send + Sync> {
+    res.patch_schema.get_or_build(|| {
+        if let Some(s) = BuiltinSchema::for_kind(&res.group, &res.version, &res.kind) {
+            return Arc::new(s);
+        }
+        if let Some(s) = super::custom::version_schema(res) {
+            return Arc::new(CrdSchema::from_openapi(&s));
+        }
+        Arc::new(NoSchema)
+    })
 }
 
 fn apply_error(res: &ResourceInfo, name: &str, e: ApplyError) -> ApiError {
