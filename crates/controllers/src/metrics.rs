@@ -1068,6 +1068,17 @@ impl Metrics {
         })
     }
 
+    /// Handles of the `karpenter_cluster_state_*` gauges for cluster state, which keeps their
+    /// values current (`ClusterState::with_metrics`); the families stay defined only here.
+    pub fn state_metrics(&self) -> karpenter_state::StateMetrics {
+        let unlabelled = |g: &GaugeVec| g.with_label_values(&[] as &[&str]);
+        karpenter_state::StateMetrics::new(
+            unlabelled(&self.cluster.state_node_count),
+            unlabelled(&self.cluster.state_synced),
+            unlabelled(&self.cluster.state_unsynced_time),
+        )
+    }
+
     /// Sets `karpenter_build_info` for this build.
     pub fn set_build_info(&self, info: &BuildInfo) {
         self.build_info

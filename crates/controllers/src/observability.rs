@@ -4,8 +4,13 @@
 //! `_total_daemon_requests`, `_total_daemon_limits`, `_system_overhead`,
 //! `_current_lifetime_seconds`), `karpenter_cluster_utilization_percent`, the NodePool gauges
 //! (`karpenter_nodepools_limit`, `_usage`), the per-pod gauges (`karpenter_pods_state`,
-//! `_unstarted_time_seconds`, `_unbound_time_seconds`) and observes
-//! `karpenter_pods_startup_duration_seconds` and `karpenter_pods_bound_duration_seconds`.
+//! `_unstarted_time_seconds`, `_unbound_time_seconds`), the per-pod provisioning gauges
+//! (`karpenter_pods_provisioning_unbound_time_seconds`, `_provisioning_unstarted_time_seconds`,
+//! `_provisioning_scheduling_undecided_time_seconds`) and observes
+//! `karpenter_pods_startup_duration_seconds`, `karpenter_pods_bound_duration_seconds` and their
+//! `_provisioning_` variants. The provisioning figures count from when the provisioner first
+//! considered the pod (undecided) or first found it a place (unbound, unstarted, bound,
+//! startup), times cluster state keeps per pod until the pod starts or goes away.
 //!
 //! What each pass emits is computed by the pure [`series`] from a snapshot and `now`; the loop
 //! only writes the result and deletes series whose node, pod or NodePool went away (rather
@@ -67,6 +72,12 @@ pub struct Series {
     pub pod_unstarted: Vec<Sample>,
     /// `karpenter_pods_unbound_time_seconds`.
     pub pod_unbound: Vec<Sample>,
+    /// `karpenter_pods_provisioning_unstarted_time_seconds`.
+    pub provisioning_unstarted: Vec<Sample>,
+    /// `karpenter_pods_provisioning_unbound_time_seconds`.
+    pub provisioning_unbound: Vec<Sample>,
+    /// `karpenter_pods_provisioning_scheduling_undecided_time_seconds`.
+    pub scheduling_undecided: Vec<Sample>,
 }
 
 /// The `resource_type` label of a resource name (lowercased, `-` → `_`).
@@ -233,13 +244,29 @@ pub fn series(snapshot: &Snapshot, now: DateTime<Utc>) -> Series {
         }
         let created = DateTime::from_timestamp(v.creation_timestamp, 0).unwrap_or(now);
         let name_ns = vec![v.name.clone(), v.namespace.clone()];
+        let times = snapshot.pod_scheduling(&v.uid);
+        if let Some(t) = &times
+            && t.decided.is_none()
+        {
+            out.scheduling_undecided
+                .push((name_ns.clone(), seconds_between(t.acked, now)));
+        }
+        let schedulable = times.and_then(|t| t.schedulable);
         if node.is_empty() {
             out.pod_unbound
                 .push((name_ns.clone(), seconds_between(created, now)));
+            if let Some(at) = schedulable {
+                out.provisioning_unbound
+                    .push((name_ns.clone(), seconds_between(at, now)));
+            }
         }
         if !pod.ready {
             out.pod_unstarted
-                .push((name_ns, seconds_between(created, now)));
+                .push((name_ns.clone(), seconds_between(created, now)));
+            if let Some(at) = schedulable {
+                out.provisioning_unstarted
+                    .push((name_ns, seconds_between(at, now)));
+            }
         }
     }
     out
@@ -260,6 +287,12 @@ pub struct Observations {
     pub startup: Vec<f64>,
     /// Creation → bound, seconds (`karpenter_pods_bound_duration_seconds`).
     pub bound: Vec<f64>,
+    /// First found a place → Ready (`karpenter_pods_provisioning_startup_duration_seconds`).
+    pub provisioning_startup: Vec<f64>,
+    /// First found a place → bound (`karpenter_pods_provisioning_bound_duration_seconds`).
+    pub provisioning_bound: Vec<f64>,
+    /// UIDs of Ready pods whose provisioning times cluster state can forget.
+    pub started: Vec<String>,
 }
 
 impl PodTransitions {
@@ -276,20 +309,34 @@ impl PodTransitions {
                 continue;
             }
             let created = DateTime::from_timestamp(v.creation_timestamp, 0);
+            let schedulable = snapshot.pod_scheduling(&v.uid).and_then(|t| t.schedulable);
             if pod.ready {
                 if self.waiting_ready.remove(&v.uid)
-                    && let (Some(c), Some(r)) = (created, pod.ready_at)
+                    && let Some(r) = pod.ready_at
                 {
-                    out.startup.push(seconds_between(c, r));
+                    if let Some(c) = created {
+                        out.startup.push(seconds_between(c, r));
+                    }
+                    if let Some(at) = schedulable {
+                        out.provisioning_startup.push(seconds_between(at, r));
+                    }
+                }
+                if snapshot.pod_scheduling(&v.uid).is_some() {
+                    out.started.push(v.uid.clone());
                 }
             } else {
                 self.waiting_ready.insert(v.uid.clone());
             }
             if v.node_name.is_some() {
                 if self.waiting_bound.remove(&v.uid)
-                    && let (Some(c), Some(s)) = (created, pod.scheduled_at)
+                    && let Some(s) = pod.scheduled_at
                 {
-                    out.bound.push(seconds_between(c, s));
+                    if let Some(c) = created {
+                        out.bound.push(seconds_between(c, s));
+                    }
+                    if let Some(at) = schedulable {
+                        out.provisioning_bound.push(seconds_between(at, s));
+                    }
                 }
             } else {
                 self.waiting_bound.insert(v.uid.clone());
@@ -349,6 +396,21 @@ impl Written {
         self.write("pod_state", &p.state, &s.pod_state);
         self.write("pod_unstarted", &p.unstarted_time, &s.pod_unstarted);
         self.write("pod_unbound", &p.unbound_time, &s.pod_unbound);
+        self.write(
+            "provisioning_unstarted",
+            &p.provisioning_unstarted_time,
+            &s.provisioning_unstarted,
+        );
+        self.write(
+            "provisioning_unbound",
+            &p.provisioning_unbound_time,
+            &s.provisioning_unbound,
+        );
+        self.write(
+            "scheduling_undecided",
+            &p.provisioning_scheduling_undecided_time,
+            &s.scheduling_undecided,
+        );
     }
 }
 
@@ -360,13 +422,23 @@ fn pass(ctx: &Context, written: &mut Written, transitions: &mut PodTransitions) 
     for s in done.startup {
         ctx.metrics.pods.startup_duration.observe(s);
     }
+    let pods = &ctx.metrics.pods;
+    let no_labels: &[&str] = &[];
     for b in done.bound {
-        ctx.metrics
-            .pods
-            .bound_duration
-            .with_label_values(&[] as &[&str])
+        pods.bound_duration.with_label_values(no_labels).observe(b);
+    }
+    for b in done.provisioning_bound {
+        pods.provisioning_bound_duration
+            .with_label_values(no_labels)
             .observe(b);
     }
+    for s in done.provisioning_startup {
+        pods.provisioning_startup_duration
+            .with_label_values(no_labels)
+            .observe(s);
+    }
+    ctx.state
+        .clear_pod_scheduling(done.started.iter().map(String::as_str));
 }
 
 /// Runs until `shutdown` turns true: a pass on every state change (at most one per
@@ -394,4 +466,94 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     }
     .instrument(tracing::info_span!("controller", controller = CONTROLLER))
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+    use karpenter_cloudprovider::{Clock, ManualClock};
+    use karpenter_state::{ClusterState, StateConfig};
+    use serde_json::json;
+
+    /// A pod in one of the states the provisioning metrics distinguish.
+    fn pod(stage: &str) -> Pod {
+        let status = match stage {
+            "pending" => json!({"phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}),
+            "bound" => json!({"phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:20Z"}]}),
+            _ => json!({"phase": "Running", "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:20Z"},
+                {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:30Z"}]}),
+        };
+        let mut p = json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "uid-web",
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"containers": [{"name": "c", "image": "img"}]},
+            "status": status,
+        });
+        if stage != "pending" {
+            p["spec"]["nodeName"] = json!("node-a");
+        }
+        serde_json::from_value(p).unwrap()
+    }
+
+    fn names(samples: &[Sample]) -> Vec<(Vec<String>, f64)> {
+        samples.to_vec()
+    }
+
+    #[test]
+    fn provisioning_series_count_from_ack_and_from_the_first_placement() {
+        // Epoch 2026-01-01T00:00:00Z: the pod is created at 0 s.
+        let clock = Arc::new(ManualClock::at_epoch_2026());
+        let state = ClusterState::new(clock.clone(), StateConfig::default());
+        state.apply(&pod("pending"));
+        let web = vec!["web".to_string(), "default".to_string()];
+        let mut transitions = PodTransitions::default();
+
+        // Not yet considered by the provisioner: only the plain gauges.
+        clock.advance(Duration::from_secs(2));
+        let s = series(&state.snapshot(), clock.now());
+        assert!(s.scheduling_undecided.is_empty() && s.provisioning_unbound.is_empty());
+        transitions.observe(&state.snapshot());
+
+        // Acknowledged at 2 s, undecided at 5 s.
+        let snap = state.snapshot();
+        state.ack_pods(snap.pending_provisionable_pods().iter().map(|p| &p.view));
+        clock.advance(Duration::from_secs(3));
+        let s = series(&state.snapshot(), clock.now());
+        assert_eq!(names(&s.scheduling_undecided), vec![(web.clone(), 3.0)]);
+        assert!(s.provisioning_unbound.is_empty(), "no place found yet");
+
+        // Placed at 5 s: decided after 3 s; unbound/unstarted count from 5 s.
+        assert_eq!(state.mark_pod_decisions([("uid-web", true)]), vec![3.0]);
+        clock.advance(Duration::from_secs(4));
+        let s = series(&state.snapshot(), clock.now());
+        assert!(s.scheduling_undecided.is_empty());
+        assert_eq!(names(&s.provisioning_unbound), vec![(web.clone(), 4.0)]);
+        assert_eq!(names(&s.provisioning_unstarted), vec![(web.clone(), 4.0)]);
+        assert_eq!(names(&s.pod_unbound), vec![(web.clone(), 9.0)]);
+
+        // Bound at 20 s (observed once), Ready at 30 s; then state forgets the pod's times.
+        state.apply(&pod("bound"));
+        let done = transitions.observe(&state.snapshot());
+        assert_eq!(done.provisioning_bound, vec![15.0]);
+        assert_eq!(done.bound, vec![20.0]);
+        assert!(done.started.is_empty());
+        let s = series(&state.snapshot(), clock.now());
+        assert!(s.provisioning_unbound.is_empty());
+        assert_eq!(names(&s.provisioning_unstarted), vec![(web.clone(), 4.0)]);
+
+        state.apply(&pod("ready"));
+        let done = transitions.observe(&state.snapshot());
+        assert_eq!(done.provisioning_startup, vec![25.0]);
+        assert_eq!(done.startup, vec![30.0]);
+        assert!(done.provisioning_bound.is_empty(), "bound is observed once");
+        assert_eq!(done.started, vec!["uid-web".to_string()]);
+        state.clear_pod_scheduling(done.started.iter().map(String::as_str));
+        let s = series(&state.snapshot(), clock.now());
+        assert!(s.provisioning_unstarted.is_empty() && s.pod_unstarted.is_empty());
+        assert_eq!(state.snapshot().pod_scheduling("uid-web"), None);
+    }
 }

@@ -38,6 +38,31 @@ const FAMILY_TYPES: &[(&str, &str)] = &[
     ("karpenter_pods_drained_total", "counter"),
     ("karpenter_pods_bound_duration_seconds", "histogram"),
     (
+        "karpenter_pods_provisioning_bound_duration_seconds",
+        "histogram",
+    ),
+    (
+        "karpenter_pods_provisioning_startup_duration_seconds",
+        "histogram",
+    ),
+    ("karpenter_pods_provisioning_unbound_time_seconds", "gauge"),
+    (
+        "karpenter_pods_provisioning_unstarted_time_seconds",
+        "gauge",
+    ),
+    (
+        "karpenter_pods_provisioning_scheduling_undecided_time_seconds",
+        "gauge",
+    ),
+    (
+        "karpenter_pods_scheduling_decision_duration_seconds",
+        "histogram",
+    ),
+    (
+        "karpenter_scheduler_pending_pods_by_effective_zone_count",
+        "gauge",
+    ),
+    (
         "karpenter_scheduler_scheduling_duration_seconds",
         "histogram",
     ),
@@ -70,6 +95,8 @@ const MUST_HAVE_SAMPLES: &[&str] = &[
     "karpenter_cluster_state_synced",
     "karpenter_cluster_state_node_count",
     "karpenter_pods_state",
+    "karpenter_pods_scheduling_decision_duration_seconds",
+    "karpenter_scheduler_pending_pods_by_effective_zone_count",
     "karpenter_nodes_allocatable",
     "karpenter_build_info",
 ];
@@ -213,6 +240,11 @@ async fn seed_000_provisions_survives_sigkill_and_scales() {
     let status = second.terminate().await;
     assert!(status.success(), "{status}\n{}", second.log_tail(30));
     assert!(!second.logged("stopped").is_empty());
+    assert_eq!(
+        second.logged("controllers stopped").len(),
+        1,
+        "logged once, by the operator"
+    );
     cluster.stop().await;
 }
 

@@ -6,7 +6,9 @@
 //!
 //! Owns: turning API objects into decision-ready views, the incremental indexes (pods per node,
 //! requested resources, provisionable pods, DaemonSet pods), upstream's rules for what an
-//! uninitialized or in-flight node offers, and the `karpenter_cluster_state_*` gauges.
+//! uninitialized or in-flight node offers, the provisioning times of pending pods, and the
+//! values of the `karpenter_cluster_state_*` gauges (their families are defined by the
+//! operator's registry, which hands this crate the handles).
 //!
 //! Must never depend on: the controllers, the cloud provider implementations (only the
 //! `Clock` from `karpenter-cloudprovider`), aws-sdk-*, or a global metrics registry. It never
@@ -23,7 +25,7 @@ pub use cow::Key;
 pub use informer::Informers;
 pub use metrics::StateMetrics;
 pub use snapshot::{InputOptions, Snapshot, StateNode};
-pub use state::{ClusterState, Kind, NodeUsage, StateConfig, Tracked};
+pub use state::{ClusterState, Kind, NodeUsage, PodSchedulingTimes, StateConfig, Tracked};
 pub use views::{
     ConditionInfo, DaemonSetInfo, NodeClaimInfo, NodeInfo, OwnerRef, PdbInfo, PodInfo, PodPhase,
     VolumeAttachmentInfo,

@@ -16,7 +16,7 @@ use karpenter_scheduling::resources::NODES;
 use karpenter_scheduling::{NodePoolView, Requirements, Resources, SchedulingInput};
 
 use crate::cow::Key;
-use crate::state::{Inner, NodeUsage};
+use crate::state::{Inner, NodeUsage, PodSchedulingTimes};
 use crate::views::{NodeClaimInfo, NodeInfo, PdbInfo, PodInfo, VolumeAttachmentInfo};
 
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
@@ -304,6 +304,11 @@ impl Snapshot {
     /// A pod by namespace and name.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Arc<PodInfo>> {
         self.inner.pods.get(&format!("{namespace}/{name}")).cloned()
+    }
+
+    /// The provisioning times of the pod with this UID, if the provisioner acknowledged it.
+    pub fn pod_scheduling(&self, uid: &str) -> Option<PodSchedulingTimes> {
+        self.inner.pod_scheduling.get(uid).copied()
     }
 
     /// Every pod (deterministic order, not sorted).

@@ -18,7 +18,7 @@ use karpenter_apis::nodepool::NodePool;
 use karpenter_cloudprovider::SharedClock;
 use karpenter_scheduling::Resources;
 use karpenter_scheduling::convert::ConvertError;
-use karpenter_scheduling::model::{PvView, PvcView, StorageClassView};
+use karpenter_scheduling::model::{PodView, PvView, PvcView, StorageClassView};
 use kube::core::PartialObjectMeta;
 use tokio::sync::watch;
 
@@ -179,6 +179,8 @@ pub(crate) struct Inner {
     pub(crate) namespaces: CowMap<Arc<BTreeMap<String, String>>>,
     pub(crate) marked_for_deletion: Arc<BTreeSet<String>>,
     pub(crate) nominations: Arc<BTreeMap<String, DateTime<Utc>>>,
+    /// Provisioning times of pods the provisioner has considered, by pod UID.
+    pub(crate) pod_scheduling: CowMap<PodSchedulingTimes>,
     listed: BTreeSet<Kind>,
     api_confirmed: bool,
     has_synced: bool,
@@ -207,6 +209,7 @@ impl Default for Inner {
             namespaces: CowMap::new(SMALL),
             marked_for_deletion: Arc::default(),
             nominations: Arc::default(),
+            pod_scheduling: CowMap::new(LARGE),
             listed: BTreeSet::new(),
             api_confirmed: false,
             has_synced: false,
@@ -331,6 +334,10 @@ impl Inner {
         if let Some(old) = self.pods.insert(key.clone(), pod.clone()) {
             self.unbind(&key, &old);
             self.index_daemonset_pod(&key, &old, false);
+            if old.view.uid != pod.view.uid {
+                // A pod recreated under the same name starts over.
+                self.pod_scheduling.remove(&old.view.uid);
+            }
         }
         self.bind(&key, &pod);
         self.index_daemonset_pod(&key, &pod, true);
@@ -347,6 +354,7 @@ impl Inner {
             self.unbind(&key, &old);
             self.index_daemonset_pod(&key, &old, false);
             self.provisionable.remove(&key);
+            self.pod_scheduling.remove(&old.view.uid);
         }
     }
 
@@ -715,6 +723,19 @@ impl Tracked for PartialObjectMeta<Namespace> {
     }
 }
 
+/// When the provisioner first considered a pending pod (acknowledged it), first reached a
+/// decision for it, and first found it a place; the provisioning pod metrics are measured
+/// from these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodSchedulingTimes {
+    /// First provisioning pass that considered the pod.
+    pub acked: DateTime<Utc>,
+    /// First pass whose solve decided the pod (placed or failed).
+    pub decided: Option<DateTime<Utc>>,
+    /// First pass that placed the pod on a new or existing node.
+    pub schedulable: Option<DateTime<Utc>>,
+}
+
 /// The cluster as the controllers see it. Share it as `Arc<ClusterState>`; every method takes
 /// `&self` and holds the internal lock only for map updates or a shallow clone.
 #[derive(Debug)]
@@ -742,10 +763,10 @@ impl ClusterState {
         }
     }
 
-    /// Registers the cluster-state gauges on `registry` and keeps them current.
-    pub fn with_metrics(mut self, registry: &prometheus::Registry) -> prometheus::Result<Self> {
-        self.metrics = Some(StateMetrics::register(registry)?);
-        Ok(self)
+    /// Keeps the cluster-state gauges behind these handles current.
+    pub fn with_metrics(mut self, metrics: StateMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The injected clock.
@@ -774,6 +795,12 @@ impl ClusterState {
             f(&mut inner);
         }
         self.version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Updates bookkeeping no watcher acts on (the pods' provisioning times): no version bump,
+    /// so the provisioner and the observability loop are not woken for it.
+    fn write_quietly(&self, f: impl FnOnce(&mut Inner)) {
+        f(&mut self.write_guard());
     }
 
     fn reject(&self, kind: Kind, key: &str, error: &ConvertError) {
@@ -860,8 +887,8 @@ impl ClusterState {
             }
         };
         if let Some(m) = &self.metrics {
-            m.node_count.set(count as i64);
-            m.synced.set(i64::from(synced));
+            m.node_count.set(count as f64);
+            m.synced.set(if synced { 1.0 } else { 0.0 });
             m.unsynced_time_seconds.set(unsynced_for.as_secs_f64());
         }
         synced
@@ -940,6 +967,74 @@ impl ClusterState {
     /// Whether a state node is marked for deletion.
     pub fn is_marked_for_deletion(&self, node_key: &str) -> bool {
         self.read().marked_for_deletion.contains(node_key)
+    }
+
+    /// Records that the provisioner now considers these pending pods (first time only; pods
+    /// state no longer holds are skipped so nothing outlives its pod).
+    pub fn ack_pods<'a>(&self, pods: impl IntoIterator<Item = &'a PodView>) {
+        let now = self.clock.now();
+        self.write_quietly(|i| {
+            for pod in pods {
+                let held = i
+                    .pods
+                    .get(&format!("{}/{}", pod.namespace, pod.name))
+                    .is_some_and(|p| p.view.uid == pod.uid);
+                if held && !i.pod_scheduling.contains_key(&pod.uid) {
+                    i.pod_scheduling.insert(
+                        Key::from(pod.uid.as_str()),
+                        PodSchedulingTimes {
+                            acked: now,
+                            decided: None,
+                            schedulable: None,
+                        },
+                    );
+                }
+            }
+        });
+    }
+
+    /// Records a provisioning decision per pod UID (`true`: the pod was placed). Returns, for
+    /// each acknowledged pod decided for the first time, the seconds from acknowledgement to
+    /// this decision.
+    pub fn mark_pod_decisions<'a>(
+        &self,
+        decisions: impl IntoIterator<Item = (&'a str, bool)>,
+    ) -> Vec<f64> {
+        let now = self.clock.now();
+        let mut first_decisions = Vec::new();
+        self.write_quietly(|i| {
+            for (uid, placed) in decisions {
+                let Some(times) = i.pod_scheduling.get_mut(uid) else {
+                    continue;
+                };
+                if times.decided.is_none() {
+                    times.decided = Some(now);
+                    first_decisions.push(
+                        now.signed_duration_since(times.acked)
+                            .to_std()
+                            .unwrap_or_default()
+                            .as_secs_f64(),
+                    );
+                }
+                if placed && times.schedulable.is_none() {
+                    times.schedulable = Some(now);
+                }
+            }
+        });
+        first_decisions
+    }
+
+    /// Forgets the provisioning times of these pods (they started; nothing more is measured).
+    pub fn clear_pod_scheduling<'a>(&self, uids: impl IntoIterator<Item = &'a str>) {
+        let mut uids = uids.into_iter().peekable();
+        if uids.peek().is_none() {
+            return;
+        }
+        self.write_quietly(|i| {
+            for uid in uids {
+                i.pod_scheduling.remove(uid);
+            }
+        });
     }
 
     /// Number of state nodes (NodeClaims plus unclaimed Nodes).

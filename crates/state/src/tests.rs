@@ -554,9 +554,18 @@ fn gauge(registry: &prometheus::Registry, name: &str) -> f64 {
 fn synced_gate_transitions_and_gauges() {
     let clock = Arc::new(ManualClock::at_epoch_2026());
     let registry = prometheus::Registry::new();
-    let state = ClusterState::new(clock.clone(), StateConfig::default())
-        .with_metrics(&registry)
-        .unwrap();
+    // The operator's registry defines the families; state only gets the handles.
+    let register = |name: &str| {
+        let g = prometheus::Gauge::new(name, "test").unwrap();
+        registry.register(Box::new(g.clone())).unwrap();
+        g
+    };
+    let metrics = crate::StateMetrics::new(
+        register("karpenter_cluster_state_node_count"),
+        register("karpenter_cluster_state_synced"),
+        register("karpenter_cluster_state_unsynced_time_seconds"),
+    );
+    let state = ClusterState::new(clock.clone(), StateConfig::default()).with_metrics(metrics);
     let ncs = vec!["nc-1".to_string()];
     let nodes = vec!["ip-1".to_string()];
     assert!(!state.is_synced(), "nothing listed");
@@ -602,12 +611,6 @@ fn synced_gate_transitions_and_gauges() {
     );
     state.apply(&claim("nc-2", "default").provider("aws:///a/i-2").build());
     assert!(state.is_synced(), "latched: the API check is not repeated");
-    // Registering the same gauges twice on one registry is an error, not a panic.
-    assert!(
-        ClusterState::new(clock, StateConfig::default())
-            .with_metrics(&registry)
-            .is_err()
-    );
 }
 
 #[tokio::test]
@@ -1055,4 +1058,77 @@ fn daemonsets_selecting_lifecycle_labels_count_on_nodes_still_starting() {
         used,
         BTreeMap::from([("nc".to_string(), 200), ("unmanaged".to_string(), 0)])
     );
+}
+
+// ---- provisioning times of pods --------------------------------------------------------------
+
+#[test]
+fn pod_scheduling_times_follow_ack_decision_and_the_pod() {
+    use karpenter_cloudprovider::Clock;
+    let e = env();
+    let t0 = e.clock.now();
+    let a = pod("a").unschedulable().build();
+    let b = pod("b").unschedulable().build();
+    e.state.apply(&a);
+    e.state.apply(&b);
+    let snap = e.state.snapshot();
+    let views: Vec<_> = snap
+        .pending_provisionable_pods()
+        .iter()
+        .map(|p| p.view.clone())
+        .collect();
+    // A pod state does not hold is never acknowledged (nothing would remove it).
+    let mut ghost = views[0].clone();
+    ghost.uid = "uid-ghost".into();
+    ghost.name = "ghost".into();
+    e.state.ack_pods(views.iter().chain([&ghost]));
+    e.clock.advance(Duration::from_secs(3));
+    // A second ack keeps the first time.
+    e.state.ack_pods(views.iter());
+    let times = e.state.snapshot().pod_scheduling("uid-a").unwrap();
+    assert_eq!(
+        (times.acked, times.decided, times.schedulable),
+        (t0, None, None)
+    );
+    assert_eq!(e.state.snapshot().pod_scheduling("uid-ghost"), None);
+
+    // a placed, b failed: each decided once; only a is schedulable.
+    let first =
+        e.state
+            .mark_pod_decisions([("uid-a", true), ("uid-b", false), ("uid-ghost", true)]);
+    assert_eq!(first, vec![3.0, 3.0]);
+    e.clock.advance(Duration::from_secs(2));
+    let again = e
+        .state
+        .mark_pod_decisions([("uid-a", true), ("uid-b", true)]);
+    assert!(again.is_empty(), "decision durations are observed once");
+    let snap = e.state.snapshot();
+    let t3 = t0 + chrono::Duration::seconds(3);
+    let t5 = t0 + chrono::Duration::seconds(5);
+    assert_eq!(snap.pod_scheduling("uid-a").unwrap().schedulable, Some(t3));
+    assert_eq!(snap.pod_scheduling("uid-b").unwrap().decided, Some(t3));
+    assert_eq!(snap.pod_scheduling("uid-b").unwrap().schedulable, Some(t5));
+
+    // Cleared explicitly, on delete, and when the name comes back as another pod.
+    e.state.clear_pod_scheduling(["uid-a"]);
+    assert_eq!(e.state.snapshot().pod_scheduling("uid-a"), None);
+    e.state.apply(&pod("b").label("v", "2").build());
+    assert!(
+        e.state.snapshot().pod_scheduling("uid-b").is_some(),
+        "same pod updated"
+    );
+    let mut reborn = pod("b").unschedulable().build();
+    reborn.metadata.uid = Some("uid-b2".into());
+    e.state.apply(&reborn);
+    assert_eq!(e.state.snapshot().pod_scheduling("uid-b"), None);
+    e.state.ack_pods(
+        e.state
+            .snapshot()
+            .pending_provisionable_pods()
+            .iter()
+            .map(|p| &p.view),
+    );
+    assert!(e.state.snapshot().pod_scheduling("uid-b2").is_some());
+    e.state.delete(Kind::Pod, "default/b");
+    assert_eq!(e.state.snapshot().pod_scheduling("uid-b2"), None);
 }

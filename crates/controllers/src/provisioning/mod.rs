@@ -3,7 +3,11 @@
 //! leadership and a synced cluster state, then snapshots state, solves, plans and applies:
 //! creates NodeClaims (bounded parallelism, limits re-checked right before each create),
 //! nominates nodes and publishes `Nominated`, `FailedScheduling` and
-//! `NoCompatibleInstanceTypes` events.
+//! `NoCompatibleInstanceTypes` events. Each pass also records in cluster state when it first
+//! saw, decided and placed each pending pod (the `karpenter_pods_provisioning_*` and
+//! `karpenter_pods_scheduling_decision_duration_seconds` metrics count from those) and sets
+//! `karpenter_scheduler_pending_pods_by_effective_zone_count`. Events are queued, never
+//! awaited (see [`crate::events`]), so no create waits behind an Event POST.
 //!
 //! Never launching twice for the same pods rests on two things. Every created NodeClaim is
 //! applied to cluster state as soon as the API server returns it, so the next snapshot already
@@ -322,10 +326,13 @@ pub async fn provision_pass(
     abandoned: &mut Option<tokio::task::JoinHandle<karpenter_scheduling::SchedulingResults>>,
 ) -> PassSummary {
     let snapshot = ctx.state.snapshot();
+    let pending = snapshot.pending_provisionable_pods();
+    // The provisioning pod metrics are measured from the first pass that saw the pod.
+    ctx.state.ack_pods(pending.iter().map(|p| &p.view));
     let mut seen: HashSet<String> = HashSet::new();
-    let pods: Vec<PodView> = snapshot
-        .pending_provisionable_pods()
-        .into_iter()
+    let pods: Vec<PodView> = pending
+        .iter()
+        .cloned()
         .chain(snapshot.pods_on_deleting_nodes())
         .filter(|p| seen.insert(p.view.uid.clone()))
         .map(|p| p.view.clone())
@@ -344,10 +351,19 @@ pub async fn provision_pass(
             .ignored_pods
             .with_label_values(&NO_LABELS)
             .set(0.0);
+        write_effective_zone_counts(&scheduler.pending_pods_by_effective_zone, &BTreeMap::new());
         return summary;
     }
     let (views, pools) = nodepool_views(ctx, &snapshot).await;
     summary.nodepools = views.len();
+    let zones = plan::zone_domains(&views);
+    let mut by_zone: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &pending {
+        *by_zone
+            .entry(plan::effective_zone(&p.view, &zones))
+            .or_default() += 1;
+    }
+    write_effective_zone_counts(&scheduler.pending_pods_by_effective_zone, &by_zone);
     let refs: BTreeMap<String, PodRef> = pods
         .iter()
         .map(|p| {
@@ -361,7 +377,6 @@ pub async fn provision_pass(
             )
         })
         .collect();
-    let zones = plan::zone_domains(&views);
     let mut input = snapshot.scheduling_input(pods, views);
     input
         .topology_domains
@@ -424,6 +439,24 @@ pub async fn provision_pass(
             node: Some(name.to_string()),
         },
     });
+    let decisions = decided
+        .creates
+        .iter()
+        .flat_map(|c| c.pods.iter().map(|p| (p.uid.as_str(), true)))
+        .chain(
+            decided
+                .nominations
+                .iter()
+                .map(|n| (n.pod.uid.as_str(), true)),
+        )
+        .chain(decided.failures.iter().map(|f| (f.pod.uid.as_str(), false)));
+    for seconds in ctx.state.mark_pod_decisions(decisions) {
+        ctx.metrics
+            .pods
+            .scheduling_decision_duration
+            .with_label_values(&NO_LABELS)
+            .observe(seconds);
+    }
     apply(ctx, decided, &mut summary).await;
     scheduler
         .unschedulable_pods
@@ -434,6 +467,39 @@ pub async fn provision_pass(
         .with_label_values(&NO_LABELS)
         .set(summary.ignored as f64);
     summary
+}
+
+/// Sets `karpenter_scheduler_pending_pods_by_effective_zone_count{controller="provisioner"}`
+/// to `counts`, deleting the provisioner's series of zones no longer counted (a reset would
+/// let a scrape see the family empty, and would drop other controllers' series).
+fn write_effective_zone_counts(gauge: &prometheus::GaugeVec, counts: &BTreeMap<String, usize>) {
+    use prometheus::core::Collector;
+    let stale: Vec<String> = gauge
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .filter_map(|metric| {
+            let label = |name: &str| {
+                metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_string())
+            };
+            (label("controller").as_deref() == Some(CONTROLLER))
+                .then(|| label("zone"))
+                .flatten()
+        })
+        .filter(|zone| !counts.contains_key(zone))
+        .collect();
+    for zone in stale {
+        let _ = gauge.remove_label_values(&[CONTROLLER, zone.as_str()]);
+    }
+    for (zone, count) in counts {
+        gauge
+            .with_label_values(&[CONTROLLER, zone.as_str()])
+            .set(*count as f64);
+    }
 }
 
 async fn publish_failure(ctx: &Context, failure: &Failure) {

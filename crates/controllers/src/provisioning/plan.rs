@@ -108,6 +108,67 @@ pub fn zone_domains(views: &[NodePoolView]) -> BTreeSet<String> {
     zones
 }
 
+/// `zone` label of `karpenter_scheduler_pending_pods_by_effective_zone_count` for a pod whose
+/// zone requirements leave several zones (or none is required).
+pub const FLEXIBLE_ZONE: &str = "flexible";
+/// `zone` label for a pod whose zone requirements leave no zone at all.
+pub const NO_ZONE: &str = "none";
+
+/// The zone a pending pod is bound to by its own requirements (node selector and required
+/// node affinity; an OR over affinity terms): that zone's name when exactly one of `zones`
+/// (plus any zone the pod names) qualifies, [`FLEXIBLE_ZONE`] when several do or the pod does
+/// not constrain zones, [`NO_ZONE`] when none does.
+pub fn effective_zone(pod: &karpenter_scheduling::PodView, zones: &BTreeSet<String>) -> String {
+    let selector = pod.node_selector.get(labels::ZONE);
+    let terms: Vec<Option<Requirement>> = pod
+        .required_node_affinity
+        .iter()
+        .map(|term| {
+            let zone_specs: Vec<_> = term
+                .iter()
+                .filter(|spec| spec.key == labels::ZONE)
+                .cloned()
+                .collect();
+            Requirements::from_specs(&zone_specs).ok().map(|r| {
+                r.get(labels::ZONE)
+                    .cloned()
+                    .unwrap_or_else(Requirement::exists)
+            })
+        })
+        .collect();
+    let constrains_zone = selector.is_some()
+        || terms
+            .iter()
+            .any(|t| t.as_ref().is_none_or(|r| r.operator() != Operator::Exists));
+    if !constrains_zone {
+        return FLEXIBLE_ZONE.to_string();
+    }
+    let named = selector.into_iter().cloned().chain(
+        pod.required_node_affinity
+            .iter()
+            .flatten()
+            .filter(|spec| spec.key == labels::ZONE && spec.operator == Operator::In)
+            .flat_map(|spec| spec.values.iter().cloned()),
+    );
+    let candidates: BTreeSet<String> = zones.iter().cloned().chain(named).collect();
+    let allowed: Vec<&String> = candidates
+        .iter()
+        .filter(|zone| selector.is_none_or(|s| s == *zone))
+        .filter(|zone| {
+            terms.is_empty()
+                || terms
+                    .iter()
+                    .flatten()
+                    .any(|r| r.matches_label(Some(zone.as_str())))
+        })
+        .collect();
+    match allowed.as_slice() {
+        [] => NO_ZONE.to_string(),
+        [one] => (*one).clone(),
+        _ => FLEXIBLE_ZONE.to_string(),
+    }
+}
+
 /// Requirement keys that only exist inside a solve and never reach a NodeClaim.
 const SIMULATION_ONLY_KEYS: [&str; 3] = [labels::HOSTNAME, labels::REGISTERED, labels::INITIALIZED];
 

@@ -39,7 +39,7 @@ use prometheus::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::options::{
     BatchConfig, CloudProviderKind, FeatureGates, KubeClientConfig, MinValuesPolicy, Options,
@@ -60,9 +60,6 @@ pub const CRDS_CHECK: &str = "crds";
 
 /// How long stopping controllers may take before the process moves on to releasing the Lease.
 const CONTROLLER_STOP_GRACE: Duration = Duration::from_secs(30);
-
-/// How often the cluster-state gauges are refreshed (upstream's `metrics.node` period).
-const STATE_METRICS_PERIOD: Duration = Duration::from_secs(5);
 
 /// Pause between attempts to prepare the cloud provider for leading.
 const PREPARE_RETRY: Duration = Duration::from_secs(2);
@@ -437,7 +434,11 @@ async fn operate(
         operator: operator_config,
     } = workload;
     let clock: SharedClock = Arc::new(SystemClock);
-    let state = Arc::new(ClusterState::new(clock.clone(), state_config));
+    // Cluster state keeps the `karpenter_cluster_state_*` gauges of the one registry current
+    // (its informers refresh them every 5 s).
+    let state = Arc::new(
+        ClusterState::new(clock.clone(), state_config).with_metrics(metrics.state_metrics()),
+    );
     let mut informers = warm_up.then(|| Informers::start(clients.main.clone(), state.clone()));
     if leadership(&mut is_leader, &mut stop).await.is_none() {
         return Ok(if *stop.borrow() {
@@ -464,10 +465,6 @@ async fn operate(
             _ = stop.changed() => return Ok(Stopped::Shutdown),
         }
     }
-    let gauges = tokio::spawn(
-        mirror_state_metrics(state.clone(), metrics.clone())
-            .instrument(info_span!("metrics.cluster_state")),
-    );
     let ctx = Arc::new(Context::new(
         clients.main.clone(),
         state,
@@ -479,39 +476,8 @@ async fn operate(
         is_leader,
     ));
     let stopped = operator::run(ctx, operator_config, clients.eviction.clone(), stop).await;
-    gauges.abort();
     drop(informers);
     Ok(stopped)
-}
-
-/// Keeps `karpenter_cluster_state_*` current from cluster state.
-async fn mirror_state_metrics(state: Arc<ClusterState>, metrics: Arc<Metrics>) {
-    let mut unsynced_since: Option<tokio::time::Instant> = None;
-    let mut tick = tokio::time::interval(STATE_METRICS_PERIOD);
-    loop {
-        tick.tick().await;
-        let synced = state.is_synced();
-        let now = tokio::time::Instant::now();
-        let unsynced_for = if synced {
-            unsynced_since = None;
-            Duration::ZERO
-        } else {
-            now - *unsynced_since.get_or_insert(now)
-        };
-        let cluster = &metrics.cluster;
-        cluster
-            .state_node_count
-            .with_label_values(&[] as &[&str])
-            .set(state.node_count() as f64);
-        cluster
-            .state_synced
-            .with_label_values(&[] as &[&str])
-            .set(if synced { 1.0 } else { 0.0 });
-        cluster
-            .state_unsynced_time
-            .with_label_values(&[] as &[&str])
-            .set(unsynced_for.as_secs_f64());
-    }
 }
 
 /// Where the two servers listen.
@@ -713,7 +679,8 @@ impl Controller {
         let _ = stop_tx.send(true);
         if let Some(task) = operator_task {
             match tokio::time::timeout(CONTROLLER_STOP_GRACE, task).await {
-                Ok(Ok(Ok(stopped))) => info!(reason = ?stopped, "controllers stopped"),
+                // The operator logs "controllers stopped" itself.
+                Ok(Ok(Ok(stopped))) => debug!(reason = ?stopped, "operator task finished"),
                 Ok(Ok(Err(e))) => {
                     warn!(error = format!("{e:#}"), "controllers ended with an error")
                 }

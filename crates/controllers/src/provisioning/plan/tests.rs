@@ -6,6 +6,8 @@ use karpenter_scheduling::model::NodeClassRef;
 use karpenter_scheduling::results::{NodePoolRejection, Rejection};
 use serde_json::json;
 
+use karpenter_scheduling::RequirementSpec;
+
 use super::*;
 
 fn nodepool(extra: serde_json::Value) -> NodePool {
@@ -366,4 +368,110 @@ fn plan_from_results() {
             .contains("nodepool \"gone\" not found")
     );
     assert_eq!((p.unschedulable_count(), p.ignored_count()), (2, 2));
+}
+
+// ---- effective zone ------------------------------------------------------------------------
+
+struct ZoneCase {
+    selector: Option<&'static str>,
+    terms: Vec<Vec<RequirementSpec>>,
+}
+
+fn zone_pod() -> ZoneCase {
+    ZoneCase {
+        selector: None,
+        terms: Vec::new(),
+    }
+}
+
+impl ZoneCase {
+    fn selector(mut self, zone: &'static str) -> Self {
+        self.selector = Some(zone);
+        self
+    }
+    fn term(mut self, specs: &[(&str, Operator, &[&str])]) -> Self {
+        self.terms.push(
+            specs
+                .iter()
+                .map(|(k, op, v)| RequirementSpec::new(k, *op, v))
+                .collect(),
+        );
+        self
+    }
+}
+
+fn check_zone(case: ZoneCase, expected: &str) {
+    let mut pod = karpenter_scheduling::PodView::default();
+    if let Some(z) = case.selector {
+        pod.node_selector
+            .insert(labels::ZONE.to_string(), z.to_string());
+    }
+    pod.required_node_affinity = case.terms;
+    let zones: BTreeSet<String> = ["us-west-2a", "us-west-2b", "us-west-2c"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(effective_zone(&pod, &zones), expected);
+}
+
+#[test]
+fn effective_zone_is_the_single_zone_a_pod_allows() {
+    use Operator::*;
+    const ZONE: &str = labels::ZONE;
+    check_zone(zone_pod(), FLEXIBLE_ZONE);
+    check_zone(
+        zone_pod().term(&[("kubernetes.io/arch", In, &["amd64"])]),
+        FLEXIBLE_ZONE,
+    );
+    check_zone(zone_pod().term(&[(ZONE, Exists, &[])]), FLEXIBLE_ZONE);
+    check_zone(zone_pod().selector("us-west-2b"), "us-west-2b");
+    // A zone no NodePool offers is still the pod's effective zone.
+    check_zone(zone_pod().selector("eu-central-1a"), "eu-central-1a");
+    check_zone(
+        zone_pod().term(&[(ZONE, In, &["us-west-2a"])]),
+        "us-west-2a",
+    );
+    check_zone(
+        zone_pod().term(&[(ZONE, In, &["us-west-2a", "us-west-2b"])]),
+        FLEXIBLE_ZONE,
+    );
+    check_zone(
+        zone_pod().term(&[(ZONE, NotIn, &["us-west-2a", "us-west-2b"])]),
+        "us-west-2c",
+    );
+    // Terms are ORed; expressions within a term ANDed; the selector ANDs with both.
+    check_zone(
+        zone_pod()
+            .term(&[(ZONE, In, &["us-west-2a"])])
+            .term(&[(ZONE, In, &["us-west-2b"])]),
+        FLEXIBLE_ZONE,
+    );
+    check_zone(
+        zone_pod().term(&[(ZONE, In, &["us-west-2a"])]).term(&[(
+            "kubernetes.io/arch",
+            In,
+            &["amd64"],
+        )]),
+        FLEXIBLE_ZONE,
+    );
+    check_zone(
+        zone_pod().term(&[
+            (ZONE, In, &["us-west-2a", "us-west-2b"]),
+            (ZONE, NotIn, &["us-west-2b"]),
+        ]),
+        "us-west-2a",
+    );
+    check_zone(
+        zone_pod()
+            .selector("us-west-2b")
+            .term(&[(ZONE, In, &["us-west-2a", "us-west-2b"])]),
+        "us-west-2b",
+    );
+    check_zone(
+        zone_pod()
+            .selector("us-west-2c")
+            .term(&[(ZONE, In, &["us-west-2a"])]),
+        NO_ZONE,
+    );
+    check_zone(zone_pod().term(&[(ZONE, DoesNotExist, &[])]), NO_ZONE);
 }
