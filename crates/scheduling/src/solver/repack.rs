@@ -715,11 +715,11 @@ impl Solver<'_> {
 }
 
 /// Column-generation rounds per configuration LP.
-const CONFIG_ROUNDS: usize = 40;
+const CONFIG_ROUNDS: usize = 60;
 
 /// New configurations added per round (the most valuable per dollar), which keeps the master
 /// LP small.
-const CONFIG_COLUMNS_PER_ROUND: usize = 6;
+const CONFIG_COLUMNS_PER_ROUND: usize = 10;
 
 /// Rounds of "solve the configuration LP on what is left, take whole copies" before the last
 /// fractional configurations are rounded up.
