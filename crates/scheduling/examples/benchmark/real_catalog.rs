@@ -477,6 +477,23 @@ pub fn run(n: usize, json: bool, verbose: bool) {
         let results = solve(&input, &SolveOptions::default());
         let seconds = start.elapsed().as_secs_f64();
         let cpu_seconds = super::thread_cpu_seconds() - cpu0;
+        // Outside the timed section: the independent checker, and a second solve that must
+        // give the same NodeClaims.
+        let violations = karpenter_scheduling::checker::check_solution(
+            &input,
+            &SolveOptions::default(),
+            &results,
+        );
+        for v in violations.iter().take(5) {
+            eprintln!("checker: {v}");
+        }
+        let again = solve(&input, &SolveOptions::default());
+        let deterministic = again.new_nodeclaims.len() == results.new_nodeclaims.len()
+            && again
+                .new_nodeclaims
+                .iter()
+                .zip(&results.new_nodeclaims)
+                .all(|(a, b)| a.pods == b.pods && a.instance_types == b.instance_types);
         let cost: f64 = results
             .new_nodeclaims
             .iter()
@@ -560,7 +577,7 @@ pub fn run(n: usize, json: bool, verbose: bool) {
         );
         if json {
             println!(
-                "{{\"case\":\"{case}\",\"types\":{},\"pods\":{},\"wall_seconds\":{seconds:.6},\"cpu_seconds\":{cpu_seconds:.6},\"new_nodeclaims\":{},\"unschedulable\":{},\"usd_per_hour\":{cost:.4},\"lower_bound_usd_per_hour\":{bound:.4},\"ratio\":{:.4},\"lp_bound_usd_per_hour\":{lp:.4},\"lp_ratio\":{:.4},\"usable_lp_bound_usd_per_hour\":{usable_lp:.4},\"usable_lp_ratio\":{:.4},\"shape_bound_usd_per_hour\":{shape:.4},\"shape_ratio\":{:.4},\"whole_bound_usd_per_hour\":{whole:.4},\"whole_ratio\":{:.4},\"whole_seconds\":{whole_seconds:.2}}}",
+                "{{\"case\":\"{case}\",\"types\":{},\"pods\":{},\"wall_seconds\":{seconds:.6},\"cpu_seconds\":{cpu_seconds:.6},\"new_nodeclaims\":{},\"unschedulable\":{},\"usd_per_hour\":{cost:.4},\"lower_bound_usd_per_hour\":{bound:.4},\"ratio\":{:.4},\"lp_bound_usd_per_hour\":{lp:.4},\"lp_ratio\":{:.4},\"usable_lp_bound_usd_per_hour\":{usable_lp:.4},\"usable_lp_ratio\":{:.4},\"shape_bound_usd_per_hour\":{shape:.4},\"shape_ratio\":{:.4},\"whole_bound_usd_per_hour\":{whole:.4},\"whole_ratio\":{:.4},\"whole_seconds\":{whole_seconds:.2},\"checker_violations\":{},\"deterministic\":{deterministic}}}",
                 catalog.instance_types.len(),
                 input.pods.len(),
                 results.new_nodeclaims.len(),
@@ -569,11 +586,12 @@ pub fn run(n: usize, json: bool, verbose: bool) {
                 cost / lp,
                 cost / usable_lp,
                 cost / shape,
-                cost / whole
+                cost / whole,
+                violations.len()
             );
         } else {
             println!(
-                "{case:<28} types={} pods={} wall={:.1}ms cpu={:.1}ms nodeclaims={} unschedulable={} $/h={cost:.4} bound={bound:.4} (cpu {cpu_bound:.4} via {}, mem {mem_bound:.4} via {}, gpu {gpu_bound:.4}) ratio={:.4} lp_bound={lp:.4} lp_ratio={:.4} usable_lp_bound={usable_lp:.4} usable_lp_ratio={:.4} shape_bound={shape:.4} (lp {shape_lp:.4}, {:.1}s) shape_ratio={:.4} whole_bound={whole:.4} (lp {whole_lp:.4}, {whole_columns} columns, {whole_rounds} rounds, {whole_seconds:.1}s) whole_ratio={:.4} utilisation=({util}) top={top:?}",
+                "{case:<28} types={} pods={} wall={:.1}ms cpu={:.1}ms nodeclaims={} unschedulable={} $/h={cost:.4} bound={bound:.4} (cpu {cpu_bound:.4} via {}, mem {mem_bound:.4} via {}, gpu {gpu_bound:.4}) ratio={:.4} lp_bound={lp:.4} lp_ratio={:.4} usable_lp_bound={usable_lp:.4} usable_lp_ratio={:.4} shape_bound={shape:.4} (lp {shape_lp:.4}, {:.1}s) shape_ratio={:.4} whole_bound={whole:.4} (lp {whole_lp:.4}, {whole_columns} columns, {whole_rounds} rounds, {whole_seconds:.1}s) whole_ratio={:.4} checker_violations={} deterministic={deterministic} utilisation=({util}) top={top:?}",
                 catalog.instance_types.len(),
                 input.pods.len(),
                 seconds * 1e3,
@@ -587,7 +605,8 @@ pub fn run(n: usize, json: bool, verbose: bool) {
                 cost / usable_lp,
                 shape_seconds,
                 cost / shape,
-                cost / whole
+                cost / whole,
+                violations.len()
             );
         }
     }
