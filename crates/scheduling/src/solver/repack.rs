@@ -7,6 +7,10 @@
 //! others. The covering LP instead prices every pod shape at what it costs on the type that
 //! suits it best together with the shapes it shares nodes with; a greedy fill that maximises
 //! "value of the pods on the node ÷ node price" at those values turns it into whole nodes.
+//! A third candidate rounds a configuration LP whose columns are whole-pod fills of one node
+//! (so no fraction of a pod is lost to rounding inside a node, only whole nodes are rounded),
+//! and a fourth solves that LP for every class of pinned domains together, so zone-pinned pods
+//! can fill the slack of free pods' nodes in their zone. The cheapest candidate wins.
 //!
 //! Only "free" pods move: no topology spread, pod (anti-)affinity of their own or of any other
 //! pod selecting them, host ports, volumes, preferences or relaxations, and node requirements
@@ -506,11 +510,13 @@ impl Solver<'_> {
     }
 
     /// Packs `pods` (all movable within `reqs`, in queue order) into whole nodes of the pool's
-    /// types that `reqs` allows (priced by the offerings it allows), two ways
-    /// from the covering LP over their request shapes: (1) round the LP's own placement (whole
-    /// pods of each shape it puts on a type go first-fit-decreasing into nodes of that type),
-    /// (2) repeatedly open the node whose greedy fill has the highest value per dollar at the
-    /// LP's per-shape values. Leftovers of (1) are packed as in (2). `None` when the LP fails.
+    /// types that `reqs` allows (priced by the offerings it allows), several ways from the
+    /// covering LP over their request shapes: (1) round the LP's own placement (whole pods of
+    /// each shape it puts on a type go first-fit-decreasing into nodes of that type), (2)
+    /// repeatedly open the node whose greedy fill has the highest value per dollar at the
+    /// LP's per-shape values, (3) round the configuration LP ([`config_pack`]). Leftovers of
+    /// (1) and (3) are packed as in (2). Also returns the types the packings use (the joint
+    /// packing of all classes chooses among those). `None` when the LP fails.
     fn pack_free(
         &self,
         pi: usize,
