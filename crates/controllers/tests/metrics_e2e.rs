@@ -1,8 +1,8 @@
 //! Every metric family the controllers own is UPDATED by a real provisioning and termination
 //! cycle through `operator::run`, with upstream's label sets: the test reads the replica's
 //! registry through the Prometheus text exposition (what a scrape sees), not the handles.
-//! (`karpenter_cluster_state_*` are written by the binary's state loop and checked by its
-//! own /metrics test.)
+//! (`karpenter_cluster_state_*` are kept by cluster state through the handles the binary
+//! passes it, `Metrics::state_metrics`, and checked by the binary's own /metrics test.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -79,6 +79,18 @@ fn exposition(replica: &Replica) -> BTreeMap<String, Vec<Sample>> {
     parse_exposition(&text)
 }
 
+/// `# TYPE` of every family in the exposition.
+fn types(replica: &Replica) -> BTreeMap<String, String> {
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&replica.registry.gather())
+        .unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, kind)| (name.to_string(), kind.to_string()))
+        .collect()
+}
+
 /// Samples of `name` whose labels include every pair of `want`.
 fn matching<'a>(
     all: &'a BTreeMap<String, Vec<Sample>>,
@@ -110,6 +122,8 @@ fn label_names(all: &BTreeMap<String, Vec<Sample>>, name: &str) -> Vec<String> {
 async fn a_provisioning_and_termination_cycle_updates_every_metric_family() {
     let world = World::start(WorldOptions::default()).await;
     let replica = Replica::start(&world, "solo", Leadership::Fixed);
+    // Launches wait until the provisioning gauges of placed-but-unbound pods were seen.
+    world.hold_creates(true);
     world.apply(nodeclass("default")).await;
     world
         .apply(nodepool("general", json!({"limits": {"cpu": "100"}})))
@@ -124,6 +138,87 @@ async fn a_provisioning_and_termination_cycle_updates_every_metric_family() {
                 "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "2"}}}]}),
         ))
         .await;
+    let m = eventually(
+        60,
+        "provisioning gauges of placed, unbound pods",
+        async || {
+            let m = exposition(&replica);
+            let placed = |family: &str| {
+                matching(&m, family, &[("namespace", "default")])
+                    .iter()
+                    .filter(|s| s.labels["name"].starts_with("inflate-"))
+                    .count()
+            };
+            // Pods placed on a held NodeClaim have both series while unbound (a pod no solve
+            // has placed yet, e.g. one left for a later pass, has neither).
+            let waiting = matching(
+                &m,
+                "karpenter_pods_state",
+                &[("namespace", "default"), ("scheduled", "false")],
+            )
+            .len();
+            let unbound = placed("karpenter_pods_provisioning_unbound_time_seconds");
+            let unstarted = placed("karpenter_pods_provisioning_unstarted_time_seconds");
+            let decided = sum(
+                &m,
+                "karpenter_pods_scheduling_decision_duration_seconds_count",
+                &[],
+            );
+            (decided >= 3.0 && unbound >= 1 && unbound <= waiting && unstarted == unbound)
+                .then_some(m)
+        },
+    )
+    .await;
+    // The pods ask for no zone: all three are "flexible".
+    assert_eq!(
+        sum(
+            &m,
+            "karpenter_scheduler_pending_pods_by_effective_zone_count",
+            &[("controller", "provisioner"), ("zone", "flexible")]
+        ),
+        3.0
+    );
+    assert!(
+        sum(
+            &m,
+            "karpenter_pods_scheduling_decision_duration_seconds_count",
+            &[]
+        ) >= 3.0
+    );
+    let held_types = types(&replica);
+    for (family, kind) in [
+        ("karpenter_pods_provisioning_unbound_time_seconds", "gauge"),
+        (
+            "karpenter_pods_provisioning_unstarted_time_seconds",
+            "gauge",
+        ),
+        (
+            "karpenter_scheduler_pending_pods_by_effective_zone_count",
+            "gauge",
+        ),
+        (
+            "karpenter_pods_scheduling_decision_duration_seconds",
+            "histogram",
+        ),
+    ] {
+        assert_eq!(
+            held_types.get(family).map(String::as_str),
+            Some(kind),
+            "{family}"
+        );
+    }
+    // Decided pods are never "undecided" (that gauge only lives during a solve; its series
+    // are unit-tested in observability.rs).
+    assert!(
+        matching(
+            &m,
+            "karpenter_pods_provisioning_scheduling_undecided_time_seconds",
+            &[("namespace", "default")]
+        )
+        .is_empty()
+    );
+    world.hold_creates(false);
+
     eventually(90, "3 inflate pods Running", async || {
         let phases = world.pod_phases("default", "inflate").await;
         (phases.get("Running") == Some(&3)).then_some(())
@@ -149,7 +244,13 @@ async fn a_provisioning_and_termination_cycle_updates_every_metric_family() {
             &[("nodepool", "general"), ("resource_type", "cpu")],
         );
         let startup = sum(&m, "karpenter_pods_startup_duration_seconds_count", &[]);
-        (running == 3 && requested == 3.0 && startup >= 3.0).then_some(m)
+        let provisioning_startup = sum(
+            &m,
+            "karpenter_pods_provisioning_startup_duration_seconds_count",
+            &[],
+        );
+        (running == 3 && requested == 3.0 && startup >= 3.0 && provisioning_startup >= 3.0)
+            .then_some(m)
     })
     .await;
 
@@ -306,6 +407,33 @@ async fn a_provisioning_and_termination_cycle_updates_every_metric_family() {
         s.labels["owner"].starts_with("/apis/apps/v1/namespaces/default/replicasets/inflate-")
     }));
     assert!(sum(&m, "karpenter_pods_bound_duration_seconds_count", &[]) >= 3.0);
+    assert!(
+        sum(
+            &m,
+            "karpenter_pods_provisioning_bound_duration_seconds_count",
+            &[]
+        ) >= 3.0
+    );
+    let running_types = types(&replica);
+    for family in [
+        "karpenter_pods_provisioning_bound_duration_seconds",
+        "karpenter_pods_provisioning_startup_duration_seconds",
+    ] {
+        assert_eq!(
+            running_types.get(family).map(String::as_str),
+            Some("histogram"),
+            "{family}"
+        );
+    }
+    for family in [
+        "karpenter_pods_provisioning_unbound_time_seconds",
+        "karpenter_pods_provisioning_unstarted_time_seconds",
+    ] {
+        assert!(
+            matching(&m, family, &[("namespace", "default")]).is_empty(),
+            "{family}: series go once the pods run"
+        );
+    }
     assert!(
         matching(
             &m,
