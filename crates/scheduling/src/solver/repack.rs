@@ -423,7 +423,11 @@ impl Solver<'_> {
             let frontier: Vec<usize> = frontier.into_iter().filter(|t| hint.contains(t)).collect();
             kinds.extend(kinds_of(&q, &types, &frontier, &needed, c, &allowed));
         }
-        let (configs, left) = config_pack(&q, &counts, &kinds);
+        let ConfigPacking {
+            nodes: configs,
+            left,
+            ..
+        } = config_pack(&q, &counts, &kinds);
         if left.iter().any(|n| *n > 0) {
             return None;
         }
@@ -674,6 +678,7 @@ impl Solver<'_> {
             }
             rounded.extend(greedy_pack(&shapes, &types, &frontier, &worth, left)?);
             let mut packings = vec![greedy, rounded];
+            let mut greedy_tail: Option<Vec<(usize, Vec<usize>)>> = None;
             if whole_pods {
                 // Configuration-LP rounding does not depend on the cover's pricing: once.
                 let q: Vec<Vec<i64>> = shapes
@@ -683,15 +688,36 @@ impl Solver<'_> {
                 let allowed = vec![true; shapes.len()];
                 let kinds = kinds_of(&q, &types, &frontier, &needed, 0, &allowed);
                 let counts: Vec<usize> = shapes.iter().map(|(_, n)| *n).collect();
-                let (configs, rest) = config_pack(&q, &counts, &kinds);
-                let mut nodes: Vec<(usize, Vec<usize>)> = configs
-                    .into_iter()
-                    .filter_map(|(k, gs)| Some((kinds.get(k)?.ty, gs)))
-                    .collect();
-                nodes.extend(greedy_pack(&shapes, &types, &frontier, &worth, rest)?);
+                let packed = config_pack(&q, &counts, &kinds);
+                let as_types = |configs: &[Config]| -> Vec<(usize, Vec<usize>)> {
+                    configs
+                        .iter()
+                        .filter_map(|(k, gs)| Some((kinds.get(*k)?.ty, gs.clone())))
+                        .collect()
+                };
+                // Rounded up, and (what is left after the whole copies) packed greedily.
+                let mut nodes = as_types(&packed.nodes);
+                nodes.extend(greedy_pack(
+                    &shapes,
+                    &types,
+                    &frontier,
+                    &worth,
+                    packed.left,
+                )?);
                 packings.push(nodes);
+                let mut nodes = as_types(packed.nodes.get(..packed.whole).unwrap_or_default());
+                nodes.extend(greedy_pack(
+                    &shapes,
+                    &types,
+                    &frontier,
+                    &worth,
+                    packed.left_after_whole,
+                )?);
+                greedy_tail = Some(nodes);
             }
             used_types.extend(packings.iter().flatten().map(|(t, _)| *t));
+            // Its types stay out of the joint packing's hint (which is tuned without them).
+            packings.extend(greedy_tail.take());
             for packing in packings {
                 // Nodes are priced at the cheapest priced type that fits (`by_cost` order).
                 let packing = drain_weak_nodes(packing, &shapes, &types, &by_cost, &worth);
@@ -785,8 +811,9 @@ fn kinds_of(
 /// configuration with weight λ, and repeats on the residual; when no configuration reaches one
 /// whole copy, the heaviest ones are taken once each, capped to what is left. Returns the
 /// nodes as (kind, shape of each pod) and the counts still unplaced.
-fn config_pack(q: &[Vec<i64>], counts: &[usize], kinds: &[NodeKind]) -> (Vec<Config>, Vec<usize>) {
+fn config_pack(q: &[Vec<i64>], counts: &[usize], kinds: &[NodeKind]) -> ConfigPacking {
     let mut left: Vec<usize> = counts.to_vec();
+    let mut whole: Option<(usize, Vec<usize>)> = None;
     let mut nodes: Vec<Config> = Vec::new();
     fn take(fill: &[usize], left: &mut [usize], nodes: &mut Vec<Config>, t: usize, k: usize) {
         let gs: Vec<usize> = fill
@@ -837,6 +864,7 @@ fn config_pack(q: &[Vec<i64>], counts: &[usize], kinds: &[NodeKind]) -> (Vec<Con
         }
         // Nothing reaches a whole copy (or the passes ran out): the heaviest configurations
         // once each, capped to the pods still left.
+        whole = Some((nodes.len(), left.clone()));
         for &c in &order {
             let (Some((t, fill)), Some(w)) = (configs.get(c), weights.get(c)) else {
                 continue;
@@ -851,7 +879,25 @@ fn config_pack(q: &[Vec<i64>], counts: &[usize], kinds: &[NodeKind]) -> (Vec<Con
         }
         break;
     }
-    (nodes, left)
+    let (whole, left_after_whole) = whole.unwrap_or_else(|| (nodes.len(), left.clone()));
+    ConfigPacking {
+        nodes,
+        whole,
+        left_after_whole,
+        left,
+    }
+}
+
+/// What [`config_pack`] returns.
+struct ConfigPacking {
+    /// The nodes as (kind, shape of each pod): whole copies first, then the rounded-up ones.
+    nodes: Vec<Config>,
+    /// How many of `nodes` are whole copies (before any rounding up).
+    whole: usize,
+    /// Counts left after the whole copies only.
+    left_after_whole: Vec<usize>,
+    /// Counts left after the rounding up too.
+    left: Vec<usize>,
 }
 
 /// Column generation for [`config_pack`]: the master in its dual form (max Σ left_g·u_g s.t.
@@ -1413,7 +1459,11 @@ mod tests {
                     .collect(),
             })
             .collect();
-        let (configs, left) = config_pack(&q, &counts, &kinds);
+        let ConfigPacking {
+            nodes: configs,
+            left,
+            ..
+        } = config_pack(&q, &counts, &kinds);
         assert!(left.iter().all(|n| *n == 0), "{name}: left over {left:?}");
         let mut placed = vec![0usize; shapes.len()];
         let mut total = 0.0;
