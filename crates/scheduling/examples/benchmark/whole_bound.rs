@@ -487,67 +487,93 @@ pub fn whole_bound(
     let mut rounds = 0;
     let mut u;
     let mut value;
+    let mut scale;
+    let mut attempt = 0;
     loop {
-        rounds += 1;
-        let a: Vec<f64> = columns
-            .iter()
-            .flat_map(|(_, f)| f.iter().map(|k| *k as f64))
-            .collect();
-        let b: Vec<f64> = columns.iter().map(|(p, _)| *p).collect();
-        let master = lp::maximize(&a, &b, &counts, 2_000_000)?;
-        u = master.primal.clone();
-        value = master.value;
-        if rounds >= 200 {
-            break;
-        }
-        let mut added = 0;
-        for (room, price) in &kept {
-            let (v, fill) = greedy(&q, &u, &n, room);
-            if v > price * (1.0 + 1e-7) && !columns.iter().any(|(p, c)| *p == *price && *c == fill)
-            {
-                columns.push((*price, fill));
-                added += 1;
+        attempt += 1;
+        loop {
+            rounds += 1;
+            let a: Vec<f64> = columns
+                .iter()
+                .flat_map(|(_, f)| f.iter().map(|k| *k as f64))
+                .collect();
+            let b: Vec<f64> = columns.iter().map(|(p, _)| *p).collect();
+            let master = lp::maximize(&a, &b, &counts, 2_000_000)?;
+            u = master.primal.clone();
+            value = master.value;
+            if rounds >= 200 {
+                break;
             }
-        }
-        if added == 0 {
-            // The greedy finds nothing: exact (budgeted) fills where the fractional one is
-            // worth more than the price.
+            let mut added = 0;
             for (room, price) in &kept {
-                if lp_upper(&q, &u, &n, room) <= price * (1.0 + 1e-7) {
-                    continue;
+                let (v, fill) = greedy(&q, &u, &n, room);
+                if v > price * (1.0 + 1e-7)
+                    && !columns.iter().any(|(p, c)| *p == *price && *c == fill)
+                {
+                    columns.push((*price, fill));
+                    added += 1;
                 }
-                let mut f = best_fill(&q, &u, &n, room, PRICE_BUDGET, false);
-                if f.best <= price * (1.0 + 1e-7) {
-                    let (_, best, counts) = upper_best_first(&q, &u, &n, room, PRICE_BEST_FIRST);
-                    if best > f.best {
-                        f.best = best;
-                        f.counts = counts;
+            }
+            if added == 0 {
+                // The greedy finds nothing: exact (budgeted) fills where the fractional one is
+                // worth more than the price.
+                for (room, price) in &kept {
+                    if lp_upper(&q, &u, &n, room) <= price * (1.0 + 1e-7) {
+                        continue;
+                    }
+                    let mut f = best_fill(&q, &u, &n, room, PRICE_BUDGET, false);
+                    if f.best <= price * (1.0 + 1e-7) {
+                        let (_, best, counts) =
+                            upper_best_first(&q, &u, &n, room, PRICE_BEST_FIRST);
+                        if best > f.best {
+                            f.best = best;
+                            f.counts = counts;
+                        }
+                    }
+                    if f.best > price * (1.0 + 1e-7)
+                        && !columns.iter().any(|(p, c)| *p == *price && *c == f.counts)
+                    {
+                        columns.push((*price, f.counts));
+                        added += 1;
                     }
                 }
+            }
+            if added == 0 {
+                break;
+            }
+        }
+        // Certificate, whatever the column generation did. Better fills the certifying search
+        // finds go back into the LP (a few times) before the figure is settled.
+        scale = 1f64;
+        let mut more = 0;
+        for (room, price) in &kept {
+            let mut upper = lp_upper(&q, &u, &n, room);
+            if upper > *price {
+                let f = best_fill(&q, &u, &n, room, CERTIFY_BUDGET, false);
+                upper = upper.min(f.upper);
                 if f.best > price * (1.0 + 1e-7)
                     && !columns.iter().any(|(p, c)| *p == *price && *c == f.counts)
                 {
                     columns.push((*price, f.counts));
-                    added += 1;
+                    more += 1;
                 }
             }
+            if upper > *price {
+                let (up, best, counts) = upper_best_first(&q, &u, &n, room, LP_CERTIFY_BUDGET);
+                upper = upper.min(up);
+                if best > price * (1.0 + 1e-7)
+                    && !columns.iter().any(|(p, c)| *p == *price && *c == counts)
+                {
+                    columns.push((*price, counts));
+                    more += 1;
+                }
+            }
+            if upper > *price {
+                scale = scale.min(price / upper);
+            }
         }
-        if added == 0 {
+        if more == 0 || attempt >= 4 {
             break;
-        }
-    }
-    // Certificate, whatever the column generation did.
-    let mut scale = 1f64;
-    for (room, price) in &kept {
-        let mut upper = lp_upper(&q, &u, &n, room);
-        if upper > *price {
-            upper = upper.min(best_fill(&q, &u, &n, room, CERTIFY_BUDGET, false).upper);
-        }
-        if upper > *price {
-            upper = upper.min(upper_best_first(&q, &u, &n, room, LP_CERTIFY_BUDGET).0);
-        }
-        if upper > *price {
-            scale = scale.min(price / upper);
         }
     }
     let certified: f64 = u
