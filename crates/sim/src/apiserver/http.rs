@@ -765,8 +765,26 @@ fn create(server: &Arc<Server>, ctx: &Ctx, t: &Target) -> Result<Response, ApiEr
         ctx.dry_run(),
         Some(ctx),
     )?;
-    let resp = json_response(StatusCode::CREATED, &present(&t.res, &created));
-    Ok(with_warnings(resp, &warnings))
+    Ok(with_warnings(created_response(&t.res, &created), &warnings))
+}
+
+/// The `201 Created` answer: the stored bytes when the object was stored in the version asked
+/// for (what serializing it again would give), else the object converted.
+pub(crate) fn created_response(res: &ResourceInfo, created: &Created) -> Response {
+    if let Some(stored) = &created.stored
+        && let Ok(bytes) = present_json(res, stored)
+    {
+        return bytes_response(StatusCode::CREATED, bytes);
+    }
+    json_response(StatusCode::CREATED, &present(res, &created.value))
+}
+
+/// A created object: as a tree, and as stored (absent on a dry run).
+pub(crate) struct Created {
+    /// The object as created.
+    pub value: Arc<Value>,
+    /// Its stored form.
+    pub stored: Option<Arc<StoredObject>>,
 }
 
 /// Admits and stores a new object (also used by server-side apply on a missing object).
@@ -778,19 +796,20 @@ pub(crate) fn create_object(
     mode: FieldValidation,
     dry_run: bool,
     track: Option<&Ctx>,
-) -> Result<(Arc<Value>, Vec<String>), ApiError> {
+) -> Result<(Created, Vec<String>), ApiError> {
     let mut obj = to_storage(res, obj);
     let warnings = admit(server, res, &mut obj, None, mode)?;
     if let Some(ctx) = track {
         obj = subresource::track_managed_fields(server, ctx, res, None, obj, None)?;
     }
-    let created = server
-        .store
-        .create(&res.storage, ns, obj, &WriteOptions { dry_run })?;
+    let (value, stored) =
+        server
+            .store
+            .create_stored(&res.storage, ns, obj, &WriteOptions { dry_run })?;
     if !dry_run {
-        custom::after_write(server, res, &created)?;
+        custom::after_write(server, res, &value)?;
     }
-    Ok((created, warnings))
+    Ok((Created { value, stored }, warnings))
 }
 
 fn target_of(t: &Target) -> UpdateTarget {

@@ -521,9 +521,22 @@ impl Store {
         &self,
         storage: &str,
         ns: &str,
-        mut obj: Value,
+        obj: Value,
         opts: &WriteOptions,
     ) -> Result<Arc<Value>, ApiError> {
+        self.create_stored(storage, ns, obj, opts)
+            .map(|(created, _)| created)
+    }
+
+    /// Like [`Store::create`], also returning the stored form (none on a dry run), whose bytes
+    /// a response can send as they are instead of serializing the object again.
+    pub fn create_stored(
+        &self,
+        storage: &str,
+        ns: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<(Arc<Value>, Option<Arc<StoredObject>>), ApiError> {
         let now = self.clock.now();
         let mut inner = self.lock();
         let meta = inner
@@ -595,12 +608,12 @@ impl Store {
             m.remove("selfLink");
         }
         if opts.dry_run {
-            return Ok(Arc::new(obj));
+            return Ok((Arc::new(obj), None));
         }
         let stored = Arc::new(StoredObject::new(storage, &obj)?);
         inner.rv = rv;
-        self.insert(&mut inner, storage, key, stored, None);
-        Ok(Arc::new(obj))
+        self.insert(&mut inner, storage, key, stored.clone(), None);
+        Ok((Arc::new(obj), Some(stored)))
     }
 
     /// Reads the current object, lets `f` compute its replacement outside the lock, and commits

@@ -156,7 +156,7 @@ pub(crate) fn server_side_apply(
                 match create_object(server, res, ns, obj, mode, dry_run, None) {
                     Ok((created, warnings)) => {
                         let _ = warnings;
-                        return Ok(json_response(StatusCode::CREATED, &present(res, &created)));
+                        return Ok(super::http::created_response(res, &created));
                     }
                     Err(e) if e.code == 409 && e.reason == "AlreadyExists" => continue,
                     Err(e) => return Err(e),
