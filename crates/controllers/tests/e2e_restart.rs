@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use env::{
-    Leadership, Replica, World, WorldOptions, condition_true, deployment, eventually, nodeclass,
-    nodepool,
+    Leadership, Replica, StalledApiServer, World, WorldOptions, condition_true, deployment,
+    eventually, nodeclass, nodepool, operator_config,
 };
 use karpenter_apis::labels;
 use karpenter_apis::nodeclaim::NodeClaim;
@@ -467,5 +467,70 @@ async fn killed_again_and_again_while_every_node_drains() {
     // One replacement per pod (each needs a node of its own), none twice.
     assert_eq!(world.nodeclaims().await.len(), PODS as usize);
     replica.stop().await;
+    world.stop().await;
+}
+
+/// A replica stopped before its controllers' caches ever listed (stopped right after it
+/// started, or its API server hangs) still shuts down: the controllers must not wait for a
+/// first sync that the shutdown itself prevents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_before_its_caches_listed_still_shuts_down() {
+    let world = World::start(WorldOptions::default()).await;
+    let apiserver = StalledApiServer::start().await;
+    let replica = Replica::start_against(
+        &world,
+        "unsynced",
+        Leadership::Fixed,
+        operator_config(),
+        &apiserver.url,
+    );
+    // Every watch of the controllers has asked for its first list (cluster-state informers,
+    // the Node index and the status loops ask too): the controllers are running and waiting.
+    let watches = [
+        ("/api/v1/nodes", 5),
+        ("/api/v1/pods", 2),
+        ("/apis/karpenter.sh/v1/nodeclaims", 4),
+        ("/apis/karpenter.sh/v1/nodepools", 5),
+    ];
+    eventually(
+        30,
+        "every controller's watch asked for its first list",
+        async || {
+            watches
+                .iter()
+                .all(|(path, n)| apiserver.requests_for(path) >= *n)
+                .then_some(())
+        },
+    )
+    .await;
+    replica.stop().await;
+    world.stop().await;
+}
+
+/// A replica stopped while its launches wait on a cloud call that does not answer still
+/// shuts down (the calls are cut off as a crash would cut them), and a fresh replica then
+/// launches each NodeClaim exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_while_launches_are_held_still_shuts_down() {
+    let world = World::start(WorldOptions::default()).await;
+    world.hold_creates(true);
+    let first = Replica::start(&world, "first", Leadership::Fixed);
+    setup(&world).await;
+    let claims = decided(&world).await;
+    eventually(30, "every launch waits on the cloud", async || {
+        (world.creates_waiting() == PODS as usize).then_some(())
+    })
+    .await;
+    first.stop().await;
+    eventually(10, "the held launches are cut off", async || {
+        (world.creates_waiting() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(world.create_calls(), 0);
+    world.hold_creates(false);
+
+    let second = Replica::start(&world, "second", Leadership::Fixed);
+    settles_on(&world, &claims).await;
+    second.stop().await;
     world.stop().await;
 }

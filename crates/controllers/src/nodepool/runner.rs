@@ -9,9 +9,10 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::serde::de::DeserializeOwned;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::{Instrument, warn};
@@ -82,13 +83,34 @@ pub fn reconcile_span(controller: &'static str, kind: &str, name: &str) -> traci
     span
 }
 
+/// How long a stop waits for reconciles already in flight (an API write or a cloud call
+/// finishing) before dropping them. A dropped reconcile is cut off exactly as a crash would
+/// cut it, which the controllers recover from on their next start.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
 /// Runs `controller` with `reconcile` until `shutdown` turns true.
+///
+/// On shutdown the controller stops taking work and in-flight reconciles get
+/// [`SHUTDOWN_GRACE`] to finish. kube-runtime's own graceful shutdown is not enough alone:
+/// it holds every reconcile until the controller's cache has listed once, and the shutdown
+/// also stops the watch that would fill that cache, so a controller stopped before its first
+/// list completed (a replica stopped right after it started, or a slow API server) waited
+/// forever for a sync that could no longer happen.
 pub async fn run_controller<K, F, Fut, E>(
     name: &'static str,
     controller: Controller<K>,
     reconcile: F,
     ctx: Arc<Context>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Default + Debug + Unpin,
@@ -98,15 +120,9 @@ pub async fn run_controller<K, F, Fut, E>(
 {
     let backoff = Arc::new(Backoff::default());
     let on_error = backoff.clone();
-    let stop = async move {
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                break;
-            }
-        }
-    };
-    controller
-        .graceful_shutdown_on(stop)
+    let cache = controller.store();
+    let running = controller
+        .graceful_shutdown_on(stopped(shutdown.clone()))
         .run(
             move |obj: Arc<K>, ctx: Arc<Context>| {
                 let reconcile = reconcile.clone();
@@ -137,8 +153,33 @@ pub async fn run_controller<K, F, Fut, E>(
             },
             ctx,
         )
-        .for_each(|_| std::future::ready(()))
-        .await;
+        .for_each(|_| std::future::ready(()));
+    let mut running = std::pin::pin!(running);
+    tokio::select! {
+        () = &mut running => return,
+        () = stopped(shutdown) => {}
+    }
+    // Reconciles start only once the cache has listed, so an unsynced cache means none ever
+    // ran: nothing to wait for.
+    if !cache_synced(&cache) {
+        return;
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, running).await.is_err() {
+        warn!(
+            controller = name,
+            grace = ?SHUTDOWN_GRACE,
+            "reconciles still running at shutdown; cancelled"
+        );
+    }
+}
+
+/// Whether the controller's cache has completed its first list.
+fn cache_synced<K>(cache: &Store<K>) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    matches!(cache.wait_until_ready().now_or_never(), Some(Ok(())))
 }
 
 #[cfg(test)]

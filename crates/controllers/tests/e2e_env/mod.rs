@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -95,6 +96,8 @@ pub struct World {
     create_gate: watch::Sender<bool>,
     /// Gate on the answers of replicas' create calls (see [`World::hold_create_answers`]).
     answer_gate: watch::Sender<bool>,
+    /// Replicas' create calls waiting at [`World::hold_creates`]'s gate now.
+    creates_waiting: Arc<AtomicUsize>,
     /// The test's runtime, where the cluster and the cloud run.
     runtime: tokio::runtime::Handle,
 }
@@ -138,6 +141,7 @@ impl World {
             ec2: Arc::new(ec2),
             create_gate,
             answer_gate,
+            creates_waiting: Arc::default(),
             runtime: tokio::runtime::Handle::current(),
         }
     }
@@ -151,6 +155,12 @@ impl World {
     /// call that a crash cancels before it was sent).
     pub fn hold_creates(&self, hold: bool) {
         self.create_gate.send_replace(hold);
+    }
+
+    /// How many replicas' `create` calls wait at the [`World::hold_creates`] gate now (calls
+    /// of a killed replica stop waiting when its runtime goes).
+    pub fn creates_waiting(&self) -> usize {
+        self.creates_waiting.load(Ordering::SeqCst)
     }
 
     /// While `true`, replicas' `create` calls launch the instance but their answer waits on the
@@ -484,6 +494,23 @@ pub struct CloudOnWorld {
     world: tokio::runtime::Handle,
     gate: watch::Receiver<bool>,
     answer_gate: watch::Receiver<bool>,
+    creates_waiting: Arc<AtomicUsize>,
+}
+
+/// Counts one waiting call for as long as it lives (a cancelled call stops counting).
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(count: &Arc<AtomicUsize>) -> Waiting {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl CloudOnWorld {
@@ -503,7 +530,9 @@ impl CloudOnWorld {
 impl CloudProvider for CloudOnWorld {
     async fn create(&self, node_claim: &NodeClaim) -> karpenter_cloudprovider::Result<NodeClaim> {
         let mut gate = self.gate.clone();
+        let waiting = Waiting::new(&self.creates_waiting);
         let _ = gate.wait_for(|held| !*held).await;
+        drop(waiting);
         let (ec2, nc) = (self.ec2.clone(), node_claim.clone());
         let answer = self.call(async move { ec2.create(&nc).await }).await;
         let mut gate = self.answer_gate.clone();
@@ -589,6 +618,19 @@ impl Replica {
         leadership: Leadership,
         config: OperatorConfig,
     ) -> Replica {
+        let url = world.cluster.apiserver().url();
+        Replica::start_against(world, name, leadership, config, &url)
+    }
+
+    /// [`Replica::start_with`] whose clients talk to the API server at `url` instead of the
+    /// world's (the cloud stays the world's).
+    pub fn start_against(
+        world: &World,
+        name: &str,
+        leadership: Leadership,
+        config: OperatorConfig,
+        url: &str,
+    ) -> Replica {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name(format!("replica-{name}"))
@@ -597,7 +639,6 @@ impl Replica {
             .unwrap();
         // Clients, informers and the election spawn their tasks on the replica's runtime.
         let guard = runtime.enter();
-        let url = world.cluster.apiserver().url();
         let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
         let mut eviction_config = kube::Config::new(url.parse().unwrap());
         eviction_config.default_retry = false;
@@ -638,6 +679,7 @@ impl Replica {
             world: world.runtime.clone(),
             gate: world.create_gate.subscribe(),
             answer_gate: world.answer_gate.subscribe(),
+            creates_waiting: world.creates_waiting.clone(),
         });
         let ctx = Arc::new(Context::new(
             client.clone(),
@@ -767,6 +809,62 @@ impl Replica {
 impl Drop for Replica {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// An API server that accepts connections, reads each request's head and never answers
+/// (hung, or far too slow): a replica against it never completes a list. Lives on the
+/// caller's runtime.
+pub struct StalledApiServer {
+    /// Where it listens.
+    pub url: String,
+    /// Paths (without query) of the requests received, in arrival order.
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl StalledApiServer {
+    /// Starts listening on a free local port.
+    pub async fn start() -> StalledApiServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((connection, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    // One request per connection: this server never answers the first.
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.contains(&b'\n') && connection.readable().await.is_ok() {
+                        match connection.try_read(&mut buf) {
+                            Ok(0) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(_) => return,
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&head);
+                    let path = line.split(' ').nth(1).unwrap_or_default();
+                    seen.lock()
+                        .unwrap()
+                        .push(path.split('?').next().unwrap_or_default().to_string());
+                    std::future::pending::<()>().await;
+                    drop(connection);
+                });
+            }
+        });
+        StalledApiServer { url, requests }
+    }
+
+    /// How many requests for `path` (without query) it received.
+    pub fn requests_for(&self, path: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == path)
+            .count()
     }
 }
 
