@@ -26,6 +26,30 @@ const PODS: i32 = 3;
 
 async fn setup(world: &World) {
     world.apply(nodeclass("default")).await;
+    // Every pod exists and is unschedulable before the NodePool does, so the first
+    // provisioning pass decides for all of them. With launches held no second pass can come
+    // (the provisioner waits until every NodeClaim has launched), and under load the
+    // Deployment's pods can arrive further apart than one batch window.
+    world
+        .apply(deployment("default", "web", PODS, "1", json!({})))
+        .await;
+    eventually(60, "every pod created and unschedulable", async || {
+        let pods = world.pods("default").await;
+        let unschedulable = pods
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c.type_ == "PodScheduled" && c.status == "False")
+                    })
+            })
+            .count();
+        (unschedulable == PODS as usize).then_some(())
+    })
+    .await;
     // Two-vCPU types only: each 1-CPU pod needs a node of its own.
     world
         .apply(nodepool(
@@ -39,9 +63,6 @@ async fn setup(world: &World) {
                 "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"}
             }}}),
         ))
-        .await;
-    world
-        .apply(deployment("default", "web", PODS, "1", json!({})))
         .await;
 }
 
@@ -254,12 +275,15 @@ async fn killed_mid_drain_the_node_still_terminates_fully() {
         pod.spec?.node_name
     })
     .await;
-    let claim = world
-        .nodeclaims()
-        .await
-        .into_iter()
-        .find(|nc| nc.status.as_ref().and_then(|s| s.node_name.as_ref()) == Some(&node_name))
-        .unwrap();
+    // The pod can start on the Node before registration has recorded the Node's name on the
+    // NodeClaim.
+    let claim =
+        eventually(30, "the NodeClaim records its Node", async || {
+            world.nodeclaims().await.into_iter().find(|nc| {
+                nc.status.as_ref().and_then(|s| s.node_name.as_ref()) == Some(&node_name)
+            })
+        })
+        .await;
     let claim_name = claim.metadata.name.clone().unwrap();
     let provider_id = claim.status.unwrap().provider_id.unwrap();
     Api::<NodeClaim>::all(world.client.clone())

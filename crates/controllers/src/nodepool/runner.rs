@@ -173,7 +173,9 @@ pub async fn run_controller<K, F, Fut, E>(
     }
 }
 
-/// Whether the controller's cache has completed its first list.
+/// Whether the controller's cache has completed its first list. Polling the readiness once
+/// here may take over the runner's wake-up for it; harmless, as an unsynced controller is
+/// dropped right after and a synced one no longer needs that wake-up.
 fn cache_synced<K>(cache: &Store<K>) -> bool
 where
     K: Resource + Clone + 'static,
