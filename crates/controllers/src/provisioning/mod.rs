@@ -173,9 +173,24 @@ impl Provisioner {
                 _ = ctx.state.wait_synced() => {}
                 _ = shutdown.changed() => break,
             }
-            let summary = provision_pass(&ctx, SOLVE_TIMEOUT, &mut abandoned)
-                .instrument(tracing::info_span!("controller", controller = CONTROLLER))
-                .await;
+            let pass = provision_pass(&ctx, SOLVE_TIMEOUT, &mut abandoned)
+                .instrument(tracing::info_span!("controller", controller = CONTROLLER));
+            tokio::pin!(pass);
+            // A stop mid-pass must not wait for the solve (up to SOLVE_TIMEOUT): the pass gets
+            // the same grace as in-flight reconciles to finish writes it has started, then is
+            // dropped, which the restart tests show is as safe as a crash.
+            let summary = tokio::select! {
+                s = &mut pass => s,
+                _ = shutdown.changed() => {
+                    match tokio::time::timeout(crate::nodepool::runner::SHUTDOWN_GRACE, &mut pass).await {
+                        Ok(s) => s,
+                        Err(_) => {
+                            warn!(controller = CONTROLLER, "stopping: abandoned an unfinished provisioning pass");
+                            break;
+                        }
+                    }
+                }
+            };
             info!(
                 controller = CONTROLLER,
                 triggers = ?triggers.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
@@ -188,6 +203,10 @@ impl Provisioner {
                 timed_out = summary.timed_out,
                 "provisioning pass"
             );
+            // The change may have been consumed while the pass finished within its grace.
+            if *shutdown.borrow() {
+                break;
+            }
         }
         detector.abort();
     }
