@@ -4,6 +4,7 @@
 //! dropped at conversion.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -160,6 +161,10 @@ pub struct PodInfo {
     pub priority: i32,
     /// `controller.kubernetes.io/pod-deletion-cost` (0 when unset or invalid).
     pub deletion_cost: i32,
+    /// Fingerprint of the `PodScheduled` condition's status, reason and message. kube-scheduler
+    /// rewrites the message only when an attempt's outcome differs (new nodes, nodes filled
+    /// up), so a change is upstream's cue (its pod trigger) to look at a pending pod again.
+    pub scheduling_fingerprint: u64,
 }
 
 impl PodInfo {
@@ -186,6 +191,12 @@ impl PodInfo {
         let unschedulable = condition("PodScheduled")
             .is_some_and(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"));
         let ready = condition("Ready").is_some_and(|c| c.status == "True");
+        let scheduling_fingerprint = condition("PodScheduled").map_or(0, |c| {
+            // SipHash with fixed keys: the same condition gives the same value on every run.
+            let mut h = std::hash::DefaultHasher::new();
+            (&c.status, &c.reason, &c.message).hash(&mut h);
+            h.finish()
+        });
         let true_since = |type_: &str| {
             condition(type_)
                 .filter(|c| c.status == "True")
@@ -232,6 +243,7 @@ impl PodInfo {
                 .and_then(|a| a.get(labels::POD_DELETION_COST))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
+            scheduling_fingerprint,
             view,
         })
     }

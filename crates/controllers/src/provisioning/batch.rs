@@ -71,7 +71,8 @@ impl BatchWindow {
 /// Remembers what the last look at state saw, so only new things trigger a batch.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TriggerDetector {
-    pending: BTreeSet<String>,
+    /// Pending pods by UID, with their `PodScheduled` fingerprint.
+    pending: BTreeMap<String, u64>,
     deleting: BTreeSet<String>,
     nodepools: BTreeMap<String, (i64, Option<ConditionStatus>)>,
 }
@@ -90,12 +91,18 @@ impl TriggerDetector {
     /// Compares `snapshot` with the previous one.
     pub fn observe(&mut self, snapshot: &Snapshot) -> Observation {
         let mut out = Observation::default();
-        let pending: BTreeSet<String> = snapshot
+        let pending: BTreeMap<String, u64> = snapshot
             .pending_provisionable_pods()
             .iter()
-            .map(|p| p.view.uid.clone())
+            .map(|p| (p.view.uid.clone(), p.scheduling_fingerprint))
             .collect();
-        if pending.iter().any(|uid| !self.pending.contains(uid)) {
+        // A new pending pod, or one kube-scheduler re-examined with a different outcome (as
+        // upstream's pod trigger fires on pod updates): without the latter, pods the scheduler
+        // could not fit next to what it bound on new nodes would wait for the periodic pass.
+        if pending
+            .iter()
+            .any(|(uid, fingerprint)| self.pending.get(uid) != Some(fingerprint))
+        {
             out.triggers.insert(Trigger::PendingPod);
         }
         let mut deleting = BTreeSet::new();
@@ -162,6 +169,19 @@ mod tests {
         .unwrap()
     }
 
+    fn pending_pod_saying(name: &str, message: &str) -> Pod {
+        let mut pod = pending_pod(name);
+        if let Some(c) = pod
+            .status
+            .as_mut()
+            .and_then(|s| s.conditions.as_mut())
+            .and_then(|cs| cs.first_mut())
+        {
+            c.message = Some(message.to_string());
+        }
+        pod
+    }
+
     fn pool(generation: i64) -> NodePool {
         serde_json::from_value(json!({
             "apiVersion": "karpenter.sh/v1", "kind": "NodePool",
@@ -191,6 +211,18 @@ mod tests {
             true,
         );
         step(&|_| {}, &[], true);
+        // kube-scheduler re-examined it with another outcome: look again; the same outcome
+        // written again is no news.
+        step(
+            &|s| s.apply(&pending_pod_saying("a", "0/3 nodes are available")),
+            &[Trigger::PendingPod],
+            true,
+        );
+        step(
+            &|s| s.apply(&pending_pod_saying("a", "0/3 nodes are available")),
+            &[],
+            true,
+        );
         step(
             &|s| s.apply(&pending_pod("b")),
             &[Trigger::PendingPod],
