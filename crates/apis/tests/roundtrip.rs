@@ -19,6 +19,8 @@ const FULL_NODECLAIM: &str = include_str!("data/full_nodeclaim.yaml");
 const FULL_EC2NODECLASS: &str = include_str!("data/full_ec2nodeclass.yaml");
 const SEED_000: &str = include_str!("data/seed_000_eksdemo.yaml");
 const SEED_001: &str = include_str!("data/seed_001_getting_started.yaml");
+/// What the README's walkthrough applies.
+const EXAMPLE_SEED_000: &str = include_str!("../../../examples/seed-000.yaml");
 
 /// Parses `yaml` as `K` and checks: the serialized form equals the input tree (every field
 /// survives, nothing is added); JSON and YAML re-parses give back the same object.
@@ -322,5 +324,33 @@ fn seed_manifests_parse() {
     assert_eq!(
         kinds,
         ["NodePool", "EC2NodeClass", "NodePool", "EC2NodeClass"]
+    );
+}
+
+/// The README's walkthrough applies `examples/seed-000.yaml`: its NodePool and EC2NodeClass
+/// must stay exactly the seed's (checked above), followed by the seed's inflate app.
+#[test]
+fn readme_example_carries_the_seed_manifests() {
+    let example = documents(EXAMPLE_SEED_000);
+    let karpenter: Vec<Value> = example
+        .iter()
+        .filter(|d| {
+            d["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("karpenter."))
+        })
+        .cloned()
+        .collect();
+    assert_eq!(karpenter, documents(SEED_000));
+    let kinds: Vec<&str> = example.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["NodePool", "EC2NodeClass", "Namespace", "Deployment"]
+    );
+    let deployment = &example[3];
+    assert_eq!(deployment["metadata"]["name"], "inflate");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        1
     );
 }
