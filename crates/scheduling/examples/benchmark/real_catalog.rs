@@ -250,18 +250,7 @@ fn shape_bound(np: &NodePoolView, pods: &[PodView], verbose: bool) -> Option<(f6
         .iter()
         .filter(|t| t.requirements.intersects(&np.requirements).is_ok())
         .collect();
-    let types: Vec<CoverType> = allowed
-        .iter()
-        .map(|t| CoverType {
-            room: t.allocatable(),
-            price: t
-                .offerings
-                .iter()
-                .filter(|o| o.available && o.compatible(&np.requirements))
-                .map(|o| o.price)
-                .fold(f64::INFINITY, f64::min),
-        })
-        .collect();
+    let types: Vec<CoverType> = allowed.iter().map(|t| cover_type(t, np)).collect();
     let cover = fractional_cover(&shapes, &types, 200_000)?;
     if verbose {
         // The fractional optimum: nodes per type and the pods (by shape) it puts there.
@@ -359,15 +348,7 @@ fn shapes_and_types(
         .instance_types
         .iter()
         .filter(|t| t.requirements.intersects(&np.requirements).is_ok())
-        .map(|t| CoverType {
-            room: t.allocatable(),
-            price: t
-                .offerings
-                .iter()
-                .filter(|o| o.available && o.compatible(&np.requirements))
-                .map(|o| o.price)
-                .fold(f64::INFINITY, f64::min),
-        })
+        .map(|t| cover_type(t, np))
         .collect();
     (shapes.into_iter().collect(), types)
 }
@@ -682,5 +663,19 @@ fn diagnose(input: &SchedulingInput, results: &karpenter_scheduling::SchedulingR
             e.pods as f64 / e.claims as f64,
             e.listed as f64 / e.claims as f64
         );
+    }
+}
+
+/// A type as the covering LPs see it: its allocatable room at its cheapest available offering
+/// the NodePool allows.
+fn cover_type(t: &InstanceType, np: &NodePoolView) -> CoverType {
+    CoverType {
+        room: t.allocatable(),
+        price: t
+            .offerings
+            .iter()
+            .filter(|o| o.available && o.compatible(&np.requirements))
+            .map(|o| o.price)
+            .fold(f64::INFINITY, f64::min),
     }
 }

@@ -79,6 +79,25 @@ impl Solver<'_> {
         (st.requirements.is_empty() || !reqs.add_all(&st.requirements)).then_some(class)
     }
 
+    /// A node holding one pod, taken in queue order, per shape index in `shapes`; `None` when
+    /// a shape's queue has run out (the packing asked for more pods than there are).
+    fn fill_node(
+        &self,
+        queues: &mut [std::collections::VecDeque<usize>],
+        shapes: impl IntoIterator<Item = usize>,
+    ) -> Option<PackedNode> {
+        let mut node = PackedNode {
+            pods: Vec::new(),
+            requests: Resources::new(),
+        };
+        for g in shapes {
+            let p = queues.get_mut(g)?.pop_front()?;
+            node.requests.add(&self.pods.get(p)?.requests);
+            node.pods.push(p);
+        }
+        Some(node)
+    }
+
     /// The price a claim launches at: the cheapest type that fits its pods among its widest
     /// candidate set (as `finish` lists them).
     fn launch_price(&self, c: &Claim) -> f64 {
@@ -435,16 +454,7 @@ impl Solver<'_> {
         let mut nodes = Vec::with_capacity(configs.len());
         for (k, gs) in configs {
             let class = kinds.get(k)?.class;
-            let mut node = PackedNode {
-                pods: Vec::new(),
-                requests: Resources::new(),
-            };
-            for g in gs {
-                let p = queues.get_mut(g)?.pop_front()?;
-                node.requests.add(&self.pods.get(p)?.requests);
-                node.pods.push(p);
-            }
-            nodes.push((class, node));
+            nodes.push((class, self.fill_node(&mut queues, gs)?));
         }
         Some(nodes)
     }
@@ -725,16 +735,7 @@ impl Solver<'_> {
                     queues.iter().map(|q| q.iter().copied().collect()).collect();
                 let mut nodes = Vec::with_capacity(packing.len());
                 for (_, gs) in packing {
-                    let mut node = PackedNode {
-                        pods: Vec::new(),
-                        requests: Resources::new(),
-                    };
-                    for g in gs {
-                        let p = queues.get_mut(g)?.pop_front()?;
-                        node.requests.add(&self.pods.get(p)?.requests);
-                        node.pods.push(p);
-                    }
-                    nodes.push(node);
+                    nodes.push(self.fill_node(&mut queues, gs)?);
                 }
                 out.push(nodes);
             }
