@@ -549,6 +549,7 @@ async fn a_heavier_pool_at_its_limit_leaves_the_rest_to_a_lighter_one() {
     world
         .apply(nodepool("fallback", json!({"weight": 10})))
         .await;
+    world.nodepools_ready(&["preferred", "fallback"]).await;
     world
         .apply(deployment("default", "web", 4, "1", json!({})))
         .await;

@@ -282,6 +282,21 @@ impl World {
             .unwrap()
     }
 
+    /// Waits until every named NodePool is Ready, so the next batch of pods is solved against
+    /// all of them (a pool that is not Ready yet is rightly skipped by the provisioner).
+    pub async fn nodepools_ready(&self, names: &[&str]) {
+        let pools = Api::<NodePool>::all(self.client.clone());
+        for name in names {
+            eventually(30, &format!("NodePool {name} Ready"), async || {
+                let pool = pools.get_opt(name).await.ok()??;
+                let conditions = pool.status.map(|s| s.conditions).unwrap_or_default();
+                karpenter_apis::conditions::is_true(&conditions, karpenter_apis::conditions::READY)
+                    .then_some(())
+            })
+            .await;
+        }
+    }
+
     /// Every Node.
     pub async fn nodes(&self) -> Vec<Node> {
         Api::<Node>::all(self.client.clone())
