@@ -37,5 +37,5 @@ pub use resources::Resources;
 pub use results::{NewNodeClaim, PodError, Rejection, SchedulingResults};
 pub use solver::{
     MinValuesPolicy, PreferencePolicy, PreparedNodePools, SchedulingInput, SolveOptions, solve,
-    solve_prepared,
+    solve_prepared, solve_until,
 };

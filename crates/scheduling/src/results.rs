@@ -71,6 +71,10 @@ pub struct SchedulingResults {
     pub unschedulable: BTreeMap<String, PodError>,
     /// Preferences dropped per pod UID while placing it.
     pub relaxed: BTreeMap<String, Vec<Relaxation>>,
+    /// The caller stopped the solve early ([`crate::solver::solve_until`]): what is placed is
+    /// valid and kept, the pods it did not reach are [`PodError::NotTried`], and the cost
+    /// re-pack was skipped.
+    pub stopped: bool,
 }
 
 impl SchedulingResults {
@@ -127,6 +131,9 @@ pub enum PodError {
     },
     /// No NodePool has any usable instance type.
     NoNodePools,
+    /// The solve was stopped (its caller's time limit) before this pod was tried; nothing is
+    /// known against it, so callers retry it rather than report it unschedulable.
+    NotTried,
 }
 
 /// Why a pod is not scheduled at all.
@@ -359,6 +366,9 @@ impl fmt::Display for PodError {
         match self {
             PodError::Ignored(r) => write!(f, "ignoring pod, {r}"),
             PodError::NoNodePools => f.write_str("no nodepools found"),
+            PodError::NotTried => f.write_str(
+                "not tried: the scheduling simulation was stopped before reaching this pod",
+            ),
             PodError::MinValuesAfterTruncation { nodepool, key } => write!(
                 f,
                 "nodepool {nodepool:?} couldn't meet minValues requirements for {key} after truncating instance types"

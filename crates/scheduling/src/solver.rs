@@ -436,7 +436,7 @@ impl PreparedNodePools {
 
 /// Runs the solver. Deterministic: the same input and options give the same output.
 pub fn solve(input: &SchedulingInput, options: &SolveOptions) -> SchedulingResults {
-    solve_with(input, None, options)
+    solve_with(input, None, options, &|| false)
 }
 
 /// [`solve`] reusing NodePools prepared by [`PreparedNodePools::new`] (same output as `solve`
@@ -446,17 +446,34 @@ pub fn solve_prepared(
     prepared: &PreparedNodePools,
     options: &SolveOptions,
 ) -> SchedulingResults {
-    solve_with(input, Some(prepared), options)
+    solve_with(input, Some(prepared), options, &|| false)
+}
+
+/// [`solve`] that asks `stop` before each pod it tries and stops placing once it answers true,
+/// keeping what it has placed (upstream keeps a timed-out solve's results). The crate has no
+/// clock, so the caller's `stop` carries the time limit. Pods not reached come back as
+/// [`PodError::NotTried`] and [`SchedulingResults::stopped`] is set; the cost re-pack is
+/// skipped then, so a stopped solve returns promptly.
+pub fn solve_until(
+    input: &SchedulingInput,
+    prepared: Option<&PreparedNodePools>,
+    options: &SolveOptions,
+    stop: &dyn Fn() -> bool,
+) -> SchedulingResults {
+    solve_with(input, prepared, options, stop)
 }
 
 fn solve_with(
     input: &SchedulingInput,
     prepared: Option<&PreparedNodePools>,
     options: &SolveOptions,
+    stop: &dyn Fn() -> bool,
 ) -> SchedulingResults {
     let mut s = Solver::new(input, prepared, options);
-    s.run();
-    s.repack();
+    s.run(stop);
+    if !s.results.stopped {
+        s.repack();
+    }
     s.finish()
 }
 
@@ -888,7 +905,7 @@ impl<'a> Solver<'a> {
 
     // ---- main loop ---------------------------------------------------------------------
 
-    fn run(&mut self) {
+    fn run(&mut self, stop: &dyn Fn() -> bool) {
         let mut order: Vec<usize> = (0..self.pods.len())
             .filter(|i| {
                 self.pods
@@ -917,6 +934,11 @@ impl<'a> Solver<'a> {
                 queue.push_front(p);
                 break;
             }
+            if stop() {
+                queue.push_front(p);
+                self.results.stopped = true;
+                break;
+            }
             match self.try_schedule(p) {
                 Ok(()) => {
                     errors.remove(&p);
@@ -928,9 +950,16 @@ impl<'a> Solver<'a> {
                 }
             }
         }
+        let stopped = self.results.stopped;
         for p in queue {
             if let Some(st) = self.pods.get(p) {
-                let e = errors.remove(&p).unwrap_or(PodError::NoNodePools);
+                // A stopped solve may leave pods it never tried: they get no verdict.
+                let fallback = if stopped {
+                    PodError::NotTried
+                } else {
+                    PodError::NoNodePools
+                };
+                let e = errors.remove(&p).unwrap_or(fallback);
                 self.results.unschedulable.insert(st.pod.uid.clone(), e);
             }
         }

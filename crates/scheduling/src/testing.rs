@@ -18,7 +18,7 @@ use crate::quantity::parse_resource;
 use crate::requirements::{Operator, Requirement, RequirementSpec, Requirements};
 use crate::resources::{CPU, MEMORY, PODS, Resources};
 use crate::results::SchedulingResults;
-use crate::solver::{SchedulingInput, SolveOptions, solve};
+use crate::solver::{SchedulingInput, SolveOptions, solve_until};
 
 fn q(name: &str, v: &str) -> i64 {
     parse_resource(name, v).unwrap()
@@ -501,6 +501,8 @@ impl NodeBuilder {
 pub struct Scenario {
     pub input: SchedulingInput,
     pub options: SolveOptions,
+    /// Stop the solve after it has asked this many times (see [`crate::solver::solve_until`]).
+    pub stop_after: Option<usize>,
 }
 
 pub fn scenario() -> Scenario {
@@ -589,6 +591,11 @@ impl Scenario {
     }
     pub fn options(mut self, o: SolveOptions) -> Self {
         self.options = o;
+        self
+    }
+    /// The solve's caller says stop after `asks` pods were tried.
+    pub fn stop_after(mut self, asks: usize) -> Self {
+        self.stop_after = Some(asks);
         self
     }
 }
@@ -799,8 +806,17 @@ pub fn check(name: &str, s: Scenario, e: Expect) -> Outcome {
             p.uid = p.name.clone();
         }
     }
-    let results = solve(&input, &s.options);
-    let again = solve(&input, &s.options);
+    // A stop signal that answers true from its (n+1)-th question on, fresh for each solve.
+    let solve_once = || {
+        let asked = std::cell::Cell::new(0usize);
+        let stop = || {
+            asked.set(asked.get() + 1);
+            s.stop_after.is_some_and(|n| asked.get() > n)
+        };
+        solve_until(&input, None, &s.options, &stop)
+    };
+    let results = solve_once();
+    let again = solve_once();
     assert_eq!(results, again, "[{name}] solve is not deterministic");
     let violations = check_solution(&input, &s.options, &results);
     assert!(

@@ -22,6 +22,7 @@ pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -31,7 +32,7 @@ use karpenter_apis::nodeclaim::NodeClaim;
 use karpenter_apis::nodepool::NodePool;
 use karpenter_cloudprovider::CloudProvider;
 use karpenter_scheduling::convert::nodepool_view;
-use karpenter_scheduling::{NodePoolView, PodView, SolveOptions, solve};
+use karpenter_scheduling::{NodePoolView, PodError, PodView, SolveOptions, solve_until};
 use karpenter_state::Snapshot;
 use kube::api::{Api, PostParams};
 use tokio::sync::{mpsc, watch};
@@ -56,8 +57,12 @@ pub const MAX_INSTANCE_TYPES: usize = 600;
 pub const FAILED_SCHEDULING_DEDUPE: Duration = Duration::from_secs(300);
 /// `NoCompatibleInstanceTypes` dedupe window per NodePool.
 pub const NO_COMPATIBLE_DEDUPE: Duration = Duration::from_secs(60);
-/// Longest a scheduling simulation may run before the pass gives up (upstream: 1 minute).
+/// Longest a scheduling simulation may run before it is told to stop and the pass keeps what it
+/// placed so far (upstream: 1 minute, results kept).
 pub const SOLVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a solve told to stop may take to hand back its partial results (it finishes the
+/// pod in hand) before the pass abandons it.
+pub const SOLVE_STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often `karpenter_scheduler_unfinished_work_seconds` is refreshed during a solve.
 const UNFINISHED_WORK_TICK: Duration = Duration::from_secs(1);
 
@@ -79,44 +84,65 @@ pub struct PassSummary {
     pub unschedulable: usize,
     /// Pods ignored.
     pub ignored: usize,
-    /// The solve ran past [`SOLVE_TIMEOUT`] (or an earlier one still runs): nothing was applied.
+    /// The solve ran past [`SOLVE_TIMEOUT`]: what it placed was applied and the pods it did
+    /// not reach stay pending for the next pass (or it did not stop, or an earlier one still
+    /// runs, and nothing was applied).
     pub timed_out: bool,
+    /// Pods the stopped solve did not reach (no event; they are retried).
+    pub not_tried: usize,
 }
 
 /// Why a bounded solve returned no results.
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {
-    /// The solve ran past its deadline; it keeps running on its blocking thread until done.
-    #[error("scheduling simulation ran longer than {0:?}")]
+    /// The solve ran past its deadline and did not stop within the grace after being told to;
+    /// it keeps running on its blocking thread until done.
+    #[error("scheduling simulation ran longer than {0:?} and did not stop when told to")]
     TimedOut(Duration),
     /// The solve panicked or was cancelled.
     #[error("scheduling simulation failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
 
-/// Awaits a solve running on a blocking thread for at most `timeout`, calling `progress`
-/// with the elapsed time every [`UNFINISHED_WORK_TICK`]. A timed-out solve is left in `slot`
-/// (a pure solve cannot be interrupted) so the next pass does not start a second one while
-/// it still occupies a CPU.
+/// Awaits a solve running on a blocking thread, calling `progress` with the elapsed time
+/// every [`UNFINISHED_WORK_TICK`]. At `timeout` it raises `stop` (which the solve polls, see
+/// [`karpenter_scheduling::solve_until`]) and waits up to `grace` more for the partial results.
+/// A solve that still has not returned is left in `slot` (it cannot be killed) so the next
+/// pass does not start a second one while it still occupies a CPU.
 pub async fn bounded_solve<T: Send + 'static>(
     slot: &mut Option<tokio::task::JoinHandle<T>>,
     mut work: tokio::task::JoinHandle<T>,
     timeout: Duration,
+    grace: Duration,
+    stop: &AtomicBool,
     mut progress: impl FnMut(Duration),
 ) -> Result<T, SolveError> {
     let started = Instant::now();
-    let deadline = started + timeout;
+    let mut deadline = started + timeout;
     let mut tick = tokio::time::interval(UNFINISHED_WORK_TICK);
     loop {
         tokio::select! {
             biased;
             _ = tokio::time::sleep_until(deadline) => {
-                *slot = Some(work);
-                return Err(SolveError::TimedOut(timeout));
+                if stop.swap(true, Ordering::Relaxed) {
+                    *slot = Some(work);
+                    return Err(SolveError::TimedOut(timeout));
+                }
+                deadline += grace;
             }
             r = &mut work => return Ok(r?),
             _ = tick.tick() => progress(started.elapsed()),
         }
+    }
+}
+
+/// Raises a solve's stop signal when dropped, so a pass dropped mid-solve (shutdown) does not
+/// leave the solve running to the end on its blocking thread.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -201,6 +227,7 @@ impl Provisioner {
                 unschedulable = summary.unschedulable,
                 ignored = summary.ignored,
                 timed_out = summary.timed_out,
+                not_tried = summary.not_tried,
                 "provisioning pass"
             );
             // The change may have been consumed while the pass finished within its grace.
@@ -336,9 +363,10 @@ pub async fn provision_once(ctx: &Context) -> PassSummary {
 }
 
 /// [`provision_once`] with a solve bounded by `solve_timeout`. A solve that runs past it is
-/// abandoned (left in `abandoned`): nothing is applied, its pods stay pending and the
-/// periodic trigger retries them once it has finished. Upstream keeps the partial results of
-/// a timed-out solve; the pure solver has no way to stop early yet, so this pass keeps none.
+/// told to stop; what it placed is applied like any result (as upstream keeps a timed-out
+/// solve's results) and the pods it did not reach stay pending, without an event, for the
+/// next pass. Only a solve that does not stop within [`SOLVE_STOP_GRACE`] is abandoned (left
+/// in `abandoned`), and then nothing is applied.
 pub async fn provision_pass(
     ctx: &Context,
     solve_timeout: Duration,
@@ -424,11 +452,23 @@ pub async fn provision_pass(
     let unfinished = scheduler.unfinished_work.with_label_values(&id_labels);
     unfinished.set(0.0);
     let started = std::time::Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
+    let solver_stop = Arc::clone(&stop);
     // The solve is pure CPU work: keep it off the async workers.
-    let work = tokio::task::spawn_blocking(move || solve(&input, &options));
-    let outcome = bounded_solve(abandoned, work, solve_timeout, |elapsed| {
-        unfinished.set(elapsed.as_secs_f64());
-    })
+    let work = tokio::task::spawn_blocking(move || {
+        solve_until(&input, None, &options, &|| {
+            solver_stop.load(Ordering::Relaxed)
+        })
+    });
+    let outcome = bounded_solve(
+        abandoned,
+        work,
+        solve_timeout,
+        SOLVE_STOP_GRACE,
+        &stop,
+        |elapsed| unfinished.set(elapsed.as_secs_f64()),
+    )
     .await;
     // Per-solve series go with the solve, as upstream deletes them.
     let _ = scheduler.queue_depth.remove_label_values(&id_labels);
@@ -445,6 +485,21 @@ pub async fn provision_pass(
         .scheduling_duration
         .with_label_values(&[CONTROLLER])
         .observe(started.elapsed().as_secs_f64());
+    if results.stopped {
+        summary.timed_out = true;
+        summary.not_tried = results
+            .unschedulable
+            .values()
+            .filter(|e| matches!(e, PodError::NotTried))
+            .count();
+        warn!(
+            pods = summary.pods,
+            placed = results.placed(),
+            not_tried = summary.not_tried,
+            timeout = ?solve_timeout,
+            "scheduling simulation timed out; applying what it placed, the rest wait for the next pass"
+        );
+    }
 
     let decided = plan(&results, &refs, &pools, |name| match snapshot.node(name) {
         Some(sn) => NodeTarget {
@@ -652,35 +707,64 @@ async fn create_one(ctx: &Context, planned: PlannedCreate) -> CreateOutcome {
 mod tests {
     use super::*;
 
-    fn check(solve_finishes_first: bool, timeout: Duration, expect_timed_out: bool) {
+    /// How the stand-in "solve" behaves.
+    #[derive(Clone, Copy)]
+    enum Solve {
+        /// Done before the deadline: returns 7.
+        FinishesFirst,
+        /// Polls the stop signal like `solve_until` and returns 3 (its partial result).
+        StopsWhenTold,
+        /// Ignores the stop signal; returns 7 once the test releases it.
+        IgnoresStop,
+    }
+
+    fn check(solve: Solve, timeout: Duration, expected: Result<i32, ()>) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
+            let stop = Arc::new(AtomicBool::new(false));
             let (release, wait) = std::sync::mpsc::channel::<()>();
-            if solve_finishes_first {
-                release.send(()).unwrap();
-            }
-            // The "solve" cannot finish before the test releases it.
-            let work = tokio::task::spawn_blocking(move || wait.recv().map(|_| 7).unwrap_or(0));
-            let mut slot = None;
-            let mut ticks = 0;
-            let got = if solve_finishes_first {
+            let seen = Arc::clone(&stop);
+            let work = tokio::task::spawn_blocking(move || match solve {
+                Solve::FinishesFirst => 7,
+                Solve::StopsWhenTold => {
+                    while !seen.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    3
+                }
+                Solve::IgnoresStop => wait.recv().map(|_| 7).unwrap_or(0),
+            });
+            if matches!(solve, Solve::FinishesFirst) {
                 // Let the work finish before racing the deadline.
                 while !work.is_finished() {
                     tokio::task::yield_now().await;
                 }
-                bounded_solve(&mut slot, work, timeout, |_| ticks += 1).await
-            } else {
-                bounded_solve(&mut slot, work, timeout, |_| ticks += 1).await
-            };
+            }
+            let mut slot = None;
+            let got = bounded_solve(
+                &mut slot,
+                work,
+                timeout,
+                Duration::from_millis(50),
+                &stop,
+                |_| {},
+            )
+            .await;
+            match (&got, expected) {
+                (Ok(v), Ok(want)) => assert_eq!(*v, want),
+                (Err(SolveError::TimedOut(_)), Err(())) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+            // The stop signal is raised exactly when the deadline passed first.
             assert_eq!(
-                matches!(got, Err(SolveError::TimedOut(_))),
-                expect_timed_out
+                stop.load(Ordering::Relaxed),
+                !matches!(solve, Solve::FinishesFirst)
             );
-            if expect_timed_out {
+            if expected.is_err() {
                 assert!(
                     solve_still_running(&mut slot),
                     "the abandoned solve is kept"
@@ -692,19 +776,30 @@ mod tests {
                     &mut None::<tokio::task::JoinHandle<()>>
                 ));
             } else {
-                assert_eq!(got.unwrap(), 7);
                 assert!(slot.is_none());
             }
         });
     }
 
     #[test]
-    fn a_solve_past_its_deadline_is_abandoned_and_kept_until_it_ends() {
-        check(false, Duration::from_millis(20), true);
+    fn a_finished_solve_returns_its_results() {
+        check(Solve::FinishesFirst, Duration::from_secs(600), Ok(7));
     }
 
     #[test]
-    fn a_finished_solve_returns_its_results() {
-        check(true, Duration::from_secs(600), false);
+    fn a_solve_past_its_deadline_is_told_to_stop_and_its_partial_results_kept() {
+        check(Solve::StopsWhenTold, Duration::from_millis(20), Ok(3));
+    }
+
+    #[test]
+    fn a_solve_that_does_not_stop_is_abandoned_and_kept_until_it_ends() {
+        check(Solve::IgnoresStop, Duration::from_millis(20), Err(()));
+    }
+
+    #[test]
+    fn dropping_a_pass_stops_its_solve() {
+        let stop = Arc::new(AtomicBool::new(false));
+        drop(StopOnDrop(Arc::clone(&stop)));
+        assert!(stop.load(Ordering::Relaxed));
     }
 }

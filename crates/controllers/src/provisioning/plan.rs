@@ -406,6 +406,11 @@ pub fn plan(
         });
     }
     for (uid, error) in &results.unschedulable {
+        // A stopped solve never reached these pods: nothing is known against them, so no
+        // event and no failure; they stay pending for the next pass.
+        if matches!(error, PodError::NotTried) {
+            continue;
+        }
         let ignored = matches!(error, PodError::Ignored(_));
         // Upstream drops pods that require `karpenter.sh/nodepool DoesNotExist` without a word:
         // they ask to stay off Karpenter's nodes.

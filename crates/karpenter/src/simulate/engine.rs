@@ -211,6 +211,7 @@ fn unschedulable_group(reason: String, err: &PodError) -> UnschedulableGroup {
     let (kind, nodepools) = match err {
         PodError::Ignored(_) => ("ignored", Vec::new()),
         PodError::NoNodePools => ("no_nodepools", Vec::new()),
+        PodError::NotTried => ("not_tried", Vec::new()),
         PodError::MinValuesAfterTruncation { .. } => ("min_values_after_truncation", Vec::new()),
         PodError::Unschedulable { nodepools, .. } => (
             "unschedulable",

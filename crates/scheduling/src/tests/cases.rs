@@ -2310,3 +2310,68 @@ fn cost_repack() {
         expect().placed(4),
     );
 }
+
+#[test]
+fn a_stopped_solve_keeps_what_it_placed() {
+    let stopped = |o: &Outcome| o.results.stopped;
+    let not_tried = |o: &Outcome, name: &str| {
+        o.input
+            .pods
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| o.results.unschedulable.get(&p.uid))
+            == Some(&PodError::NotTried)
+    };
+    check(
+        "stopped after two pods: those two are placed, the rest were not tried",
+        base().pods(pods(5, "p", pod().cpu("1"))).stop_after(2),
+        expect()
+            .placed(2)
+            .scheduled(&["p-0", "p-1"])
+            .unschedulable(&["p-2", "p-3", "p-4"])
+            .that("the results say the solve was stopped", stopped)
+            .that("p-2..p-4 are NotTried", move |o| {
+                ["p-2", "p-3", "p-4"].iter().all(|p| not_tried(o, p))
+            })
+            .reason_contains("p-4", "stopped before reaching this pod"),
+    );
+    check(
+        "stopped before the first pod: nothing is launched",
+        base().pods(pods(3, "p", pod().cpu("1"))).stop_after(0),
+        expect()
+            .claims(0)
+            .placed(0)
+            .that("stopped", stopped)
+            .that("every pod NotTried", move |o| {
+                ["p-0", "p-1", "p-2"].iter().all(|p| not_tried(o, p))
+            }),
+    );
+    check(
+        "a stop that never comes changes nothing",
+        base().pods(pods(3, "p", pod().cpu("1"))).stop_after(100),
+        expect()
+            .placed(3)
+            .that("not stopped", move |o| !o.results.stopped),
+    );
+    check(
+        "the biggest pods go first, so a stop keeps them",
+        base()
+            .pod(pod().name("small").cpu("1"))
+            .pod(pod().name("big").cpu("8"))
+            .stop_after(1),
+        expect()
+            .placed(1)
+            .scheduled(&["big"])
+            .that("small not tried", move |o| not_tried(o, "small")),
+    );
+    check(
+        "a pod that already failed keeps its real reason when the solve stops",
+        base()
+            .pod(pod().name("huge").cpu("64"))
+            .pods(pods(2, "p", pod().cpu("1")))
+            .stop_after(2),
+        expect()
+            .reason_contains("huge", "cpu needs 64")
+            .that("p-1 not tried", move |o| not_tried(o, "p-1")),
+    );
+}

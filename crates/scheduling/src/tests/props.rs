@@ -9,6 +9,7 @@ use crate::model::{TaintEffect, WhenUnsatisfiable};
 use crate::requirements::Operator;
 use crate::solver::{
     MinValuesPolicy, PreferencePolicy, PreparedNodePools, SolveOptions, solve, solve_prepared,
+    solve_until,
 };
 use crate::testing::*;
 
@@ -240,5 +241,38 @@ proptest! {
             prop_assert!(!c.instance_types.is_empty());
         }
         prop_assert_eq!(r.placed() + r.unschedulable.len(), s.input.pods.len());
+    }
+
+    #[test]
+    fn a_solve_stopped_anywhere_keeps_a_valid_partial_solution(
+        entropy in prop::collection::vec(any::<u32>(), 40..260),
+        asks in 0usize..40,
+    ) {
+        let s = random_scenario(&entropy);
+        let asked = std::cell::Cell::new(0usize);
+        let stop = || {
+            asked.set(asked.get() + 1);
+            asked.get() > asks
+        };
+        let r = solve_until(&s.input, None, &s.options, &stop);
+        let violations = check_solution(&s.input, &s.options, &r);
+        prop_assert!(violations.is_empty(), "{violations:#?}");
+        // Every pod is accounted for: placed, refused, or (only when stopped) not tried.
+        prop_assert_eq!(r.placed() + r.unschedulable.len(), s.input.pods.len());
+        let not_tried = r
+            .unschedulable
+            .values()
+            .filter(|e| **e == crate::results::PodError::NotTried)
+            .count();
+        prop_assert!(r.stopped || not_tried == 0);
+        // Each "go on" admits one attempt and only attempts place pods.
+        if r.stopped {
+            prop_assert!(r.placed() <= asks, "{} placed after {asks} asks", r.placed());
+        } else {
+            prop_assert_eq!(&r, &solve(&s.input, &s.options));
+        }
+        for c in &r.new_nodeclaims {
+            prop_assert!(!c.pods.is_empty());
+        }
     }
 }

@@ -279,7 +279,7 @@ fn plan_from_results() {
         namespace: "default".into(),
         name: format!("pod-{uid}"),
     };
-    let pods: BTreeMap<String, PodRef> = ["p1", "p2", "p3", "p4", "p5", "p6"]
+    let pods: BTreeMap<String, PodRef> = ["p1", "p2", "p3", "p4", "p5", "p6", "p7"]
         .iter()
         .map(|u| (u.to_string(), pod(u)))
         .collect();
@@ -315,8 +315,11 @@ fn plan_from_results() {
                     }],
                 },
             ),
+            // A stopped solve did not reach p7: no failure, no event, it stays pending.
+            ("p7".to_string(), PodError::NotTried),
         ]),
         relaxed: BTreeMap::new(),
+        stopped: true,
     };
     let p = plan(&results, &pods, &pools, |name| NodeTarget {
         key: format!("aws:///{name}"),
@@ -366,6 +369,10 @@ fn plan_from_results() {
             .0
             .unwrap()
             .contains("nodepool \"gone\" not found")
+    );
+    assert!(
+        !failures.contains_key("p7"),
+        "a pod not tried is no failure"
     );
     assert_eq!((p.unschedulable_count(), p.ignored_count()), (2, 2));
 }
