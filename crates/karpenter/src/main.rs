@@ -36,16 +36,29 @@ enum Command {
     Simulate(commands::simulate::SimulateArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let command = cli
         .command
         .unwrap_or_else(|| Command::Controller(Box::new(cli.controller)));
-    match command {
+    let outcome = match command {
         Command::Controller(args) => commands::controller::run(*args),
         Command::Crds(args) => commands::crds::run(&args),
         Command::Cluster(args) => commands::cluster::run(&args),
         Command::Simulate(args) => commands::simulate::run_command(&args),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // A user's mistake (a bad manifest, a missing file) is reported as the message and
+            // its causes only: returning the error from main would add a stack trace whenever
+            // RUST_BACKTRACE is set, burying the field name the message is about.
+            eprintln!("Error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

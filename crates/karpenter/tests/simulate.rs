@@ -157,6 +157,8 @@ fn check(c: Case, expect: Expect) {
     }
     let out = Command::new(env!("CARGO_BIN_EXE_karpenter"))
         .args(&args)
+        // Errors must read the same whether or not the user has backtraces switched on.
+        .env("RUST_BACKTRACE", "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -182,6 +184,11 @@ fn check(c: Case, expect: Expect) {
             assert!(
                 !out.status.success(),
                 "{}: should fail, printed\n{stdout}",
+                c.name
+            );
+            assert!(
+                stderr.starts_with("Error: ") && !stderr.contains("backtrace"),
+                "{}: the error is not a plain message:\n{stderr}",
                 c.name
             );
             for f in fragments {
