@@ -813,6 +813,7 @@ fn kinds_of(
 /// whole copy, the heaviest ones are taken once each, capped to what is left. Returns the
 /// nodes as (kind, shape of each pod) and the counts still unplaced.
 fn config_pack(q: &[Vec<i64>], counts: &[usize], kinds: &[NodeKind]) -> ConfigPacking {
+    let mut carried: Vec<Config> = Vec::new();
     let mut left: Vec<usize> = counts.to_vec();
     let mut whole: Option<(usize, Vec<usize>)> = None;
     let mut nodes: Vec<Config> = Vec::new();
@@ -831,7 +832,7 @@ fn config_pack(q: &[Vec<i64>], counts: &[usize], kinds: &[NodeKind]) -> ConfigPa
         if left.iter().all(|n| *n == 0) {
             break;
         }
-        let Some((configs, weights)) = config_lp(q, kinds, &left) else {
+        let Some((configs, weights)) = config_lp(q, kinds, &left, &carried) else {
             break;
         };
         let mut order: Vec<usize> = (0..configs.len()).collect();
@@ -861,6 +862,12 @@ fn config_pack(q: &[Vec<i64>], counts: &[usize], kinds: &[NodeKind]) -> ConfigPa
             }
         }
         if took && pass < CONFIG_PASSES {
+            carried = configs
+                .iter()
+                .zip(&weights)
+                .filter(|(_, w)| **w > 1e-9)
+                .map(|(c, _)| c.clone())
+                .collect();
             continue;
         }
         // Nothing reaches a whole copy (or the passes ran out): the heaviest configurations
@@ -909,6 +916,7 @@ fn config_lp(
     q: &[Vec<i64>],
     kinds: &[NodeKind],
     left: &[usize],
+    carried: &[Config],
 ) -> Option<(Vec<Config>, Vec<f64>)> {
     let live: Vec<usize> = (0..q.len())
         .filter(|g| left.get(*g).is_some_and(|n| *n > 0))
@@ -932,6 +940,20 @@ fn config_lp(
         *fill.get_mut(g)? = best.2;
         configs.push((best.1, fill));
         prices.push(best.3);
+    }
+    // Warm start: the previous pass's configurations that still fit what is left (its
+    // fractional ones are exactly what the residual problem needs most).
+    for (i, fill) in carried {
+        let fits = fill.iter().zip(left).all(|(f, l)| f <= l)
+            && fill
+                .iter()
+                .enumerate()
+                .any(|(g, f)| *f > 0 && live.contains(&g));
+        if fits && !configs.iter().any(|c| c.0 == *i && c.1 == *fill) {
+            let Some(k) = kinds.get(*i) else { continue };
+            configs.push((*i, fill.clone()));
+            prices.push(k.price);
+        }
     }
     let counts: Vec<f64> = live
         .iter()
@@ -963,15 +985,16 @@ fn config_lp(
                 found.push((value / k.price, i, fill, k.price));
             }
         }
-        if found.is_empty() && rounds < CONFIG_ROUNDS {
-            // The greedy fills find nothing: a budgeted search for a better whole fill, the
-            // kinds whose fractional bound beats their price by most first, within one shared
+        if rounds < CONFIG_ROUNDS {
+            // Greedy fills alone improve the master by small steps (it stalled near 1.05× the
+            // optimum on the real catalog): every round also searches for the best whole fill,
+            // the kinds whose knapsack bound beats their price by most first, within one shared
             // budget per round (so a round costs the same whatever the catalog's size).
             let mut promising: Vec<(f64, usize)> = kinds
                 .iter()
                 .enumerate()
                 .filter_map(|(i, k)| {
-                    let ratio = share_bound(q, left, &u, k) / k.price;
+                    let ratio = FillProblem::new(q, left, &u, k).bound(0, &k.room) / k.price;
                     (ratio > 1.0 + 1e-6).then_some((ratio, i))
                 })
                 .collect();
@@ -979,11 +1002,12 @@ fn config_lp(
             let mut budget = SEARCH_NODES_PER_ROUND;
             for (_, i) in promising {
                 let Some(k) = kinds.get(i) else { continue };
-                if budget == 0 || found.len() >= CONFIG_COLUMNS_PER_ROUND {
+                if budget == 0 || found.len() >= 2 * CONFIG_COLUMNS_PER_ROUND {
                     break;
                 }
                 let floor = k.price * (1.0 + 1e-6);
-                let (hit, used) = searched_fill(q, left, &u, k, floor, SEARCH_NODES.min(budget));
+                let (hit, used) =
+                    FillProblem::new(q, left, &u, k).search(floor, SEARCH_NODES.min(budget));
                 budget = budget.saturating_sub(used);
                 let Some((value, fill)) = hit else { continue };
                 if !configs.iter().any(|c| c.0 == i && c.1 == fill) {
@@ -1009,144 +1033,169 @@ const SEARCH_NODES: usize = 2_000;
 /// Search nodes per column-generation round, shared by all kinds.
 const SEARCH_NODES_PER_ROUND: usize = 20_000;
 
-/// The fractional knapsack over summed shares of `kind`'s room: no whole fill of it is worth
-/// more at values `u`.
-fn share_bound(q: &[Vec<i64>], left: &[usize], u: &[f64], kind: &NodeKind) -> f64 {
-    let room = &kind.room;
-    let mut items: Vec<(f64, f64, usize)> = (0..q.len())
-        .filter_map(|g| {
-            let value = u.get(g).copied().unwrap_or(0.0);
-            let n = left.get(g).copied().unwrap_or(0);
-            let ok = kind.holds.get(g).copied().unwrap_or(false);
-            let w: f64 = q
-                .get(g)?
-                .iter()
+/// One node's whole-pod fill problem at pod values `u`: the shapes `kind` holds that are worth
+/// something, with the knapsack constraints that bound every fill that fits (one per resource
+/// of the room, and a surrogate: the summed shares of the room, at most one per resource).
+struct FillProblem<'a> {
+    q: &'a [Vec<i64>],
+    room: &'a [i64],
+    /// (shape, value, copies allowed), densest first under the surrogate (branch order).
+    items: Vec<(usize, f64, usize)>,
+    /// Per constraint, per item (branch position): its weight.
+    weights: Vec<Vec<f64>>,
+    /// Per constraint: item positions by value per weight, densest first.
+    orders: Vec<Vec<usize>>,
+}
+
+impl<'a> FillProblem<'a> {
+    fn new(q: &'a [Vec<i64>], left: &[usize], u: &[f64], kind: &'a NodeKind) -> FillProblem<'a> {
+        let room = &kind.room;
+        let share = |qg: &[i64]| -> f64 {
+            qg.iter()
                 .zip(room)
                 .filter(|(v, _)| **v > 0)
                 .map(|(v, r)| *v as f64 / (*r).max(1) as f64)
-                .sum();
-            (ok && n > 0 && value > 0.0 && w > 0.0).then_some((value, w, n))
-        })
-        .collect();
-    items.sort_by(|a, b| (b.0 / b.1).total_cmp(&(a.0 / a.1)));
-    let mut cap = room.iter().filter(|r| **r > 0).count() as f64;
-    let mut bound = 0f64;
-    for (v, w, n) in items {
-        if cap <= 0.0 {
-            break;
-        }
-        let take = (cap / w).min(n as f64);
-        bound += take * v;
-        cap -= take * w;
-    }
-    bound
-}
-
-/// The most valuable whole-pod fill of one node of `kind` worth more than `floor` that a
-/// depth-first search finds within `budget` nodes (`None` if it finds none): shapes densest first (value per summed share of the room), copies
-/// from most to none, pruned by the fractional knapsack over the summed shares (every fill
-/// that fits uses at most the summed share of the room left).
-fn searched_fill(
-    q: &[Vec<i64>],
-    left: &[usize],
-    u: &[f64],
-    kind: &NodeKind,
-    floor: f64,
-    budget: usize,
-) -> (Option<(f64, Vec<usize>)>, usize) {
-    let room = &kind.room;
-    let share = |qg: &[i64]| -> f64 {
-        qg.iter()
-            .zip(room)
-            .filter(|(v, _)| **v > 0)
-            .map(|(v, r)| *v as f64 / (*r).max(1) as f64)
-            .sum()
-    };
-    // (shape, value, summed share, copies allowed)
-    let mut items: Vec<(usize, f64, f64, usize)> = (0..q.len())
-        .filter_map(|g| {
-            let value = u.get(g).copied().unwrap_or(0.0);
-            let n = left.get(g).copied().unwrap_or(0);
-            let ok = kind.holds.get(g).copied().unwrap_or(false);
-            let w = share(q.get(g)?);
-            (ok && n > 0 && value > 0.0 && w > 0.0).then_some((g, value, w, n))
-        })
-        .collect();
-    items.sort_by(|a, b| (b.1 / b.2).total_cmp(&(a.1 / a.2)).then(a.0.cmp(&b.0)));
-    struct Search<'a> {
-        q: &'a [Vec<i64>],
-        room: &'a [i64],
-        items: Vec<(usize, f64, f64, usize)>,
-        fill: Vec<usize>,
-        best: f64,
-        best_fill: Vec<usize>,
-        nodes: usize,
-        budget: usize,
-    }
-    fn go(s: &mut Search<'_>, pos: usize, rem: &mut [i64], acc: f64) {
-        if acc > s.best {
-            s.best = acc;
-            s.best_fill.clone_from(&s.fill);
-        }
-        let Some(&(g, value, _, n)) = s.items.get(pos) else {
-            return;
+                .sum()
         };
-        s.nodes += 1;
-        if s.nodes > s.budget {
-            return;
-        }
-        let mut cap: f64 = rem
+        let mut items: Vec<(usize, f64, usize, f64)> = (0..q.len())
+            .filter_map(|g| {
+                let value = u.get(g).copied().unwrap_or(0.0);
+                let n = left.get(g).copied().unwrap_or(0);
+                let ok = kind.holds.get(g).copied().unwrap_or(false);
+                let w = share(q.get(g)?);
+                let n = copies(q.get(g)?, room, n);
+                (ok && n > 0 && value > 0.0 && w > 0.0).then_some((g, value, n, w))
+            })
+            .collect();
+        items.sort_by(|a, b| (b.1 / b.3).total_cmp(&(a.1 / a.3)).then(a.0.cmp(&b.0)));
+        // Constraint r < room.len(): resource r; the last one: the summed shares.
+        let mut weights: Vec<Vec<f64>> = (0..room.len())
+            .map(|r| {
+                items
+                    .iter()
+                    .map(|(g, ..)| {
+                        q.get(*g)
+                            .and_then(|qg| qg.get(r))
+                            .map_or(0.0, |v| *v as f64)
+                    })
+                    .collect()
+            })
+            .collect();
+        weights.push(items.iter().map(|it| it.3).collect());
+        let orders = weights
             .iter()
-            .zip(s.room)
-            .map(|(r, a)| (*r).max(0) as f64 / (*a).max(1) as f64)
-            .sum();
-        let mut bound = acc;
-        for (_, v, w, m) in s.items.iter().skip(pos) {
-            if cap <= 0.0 {
-                break;
+            .map(|w| {
+                let mut o: Vec<usize> = (0..items.len()).collect();
+                let density = |i: usize| {
+                    let v = items.get(i).map_or(0.0, |it| it.1);
+                    let wi = w.get(i).copied().unwrap_or(0.0);
+                    if wi > 0.0 { v / wi } else { f64::INFINITY }
+                };
+                o.sort_by(|a, b| density(*b).total_cmp(&density(*a)).then(a.cmp(b)));
+                o
+            })
+            .collect();
+        FillProblem {
+            q,
+            room,
+            items: items.into_iter().map(|(g, v, n, _)| (g, v, n)).collect(),
+            weights,
+            orders,
+        }
+    }
+
+    /// An upper bound on the value of whole fills of the items from branch position `pos` on
+    /// within `rem`: the smallest of the fractional knapsacks over each constraint.
+    fn bound(&self, pos: usize, rem: &[i64]) -> f64 {
+        let mut best = f64::INFINITY;
+        for (k, (w, order)) in self.weights.iter().zip(&self.orders).enumerate() {
+            let mut cap = match rem.get(k) {
+                Some(r) => (*r).max(0) as f64,
+                None => rem
+                    .iter()
+                    .zip(self.room)
+                    .map(|(r, a)| (*r).max(0) as f64 / (*a).max(1) as f64)
+                    .sum(),
+            };
+            let mut value = 0f64;
+            for &i in order {
+                if i < pos {
+                    continue;
+                }
+                let (Some((_, v, n)), Some(wi)) = (self.items.get(i), w.get(i)) else {
+                    continue;
+                };
+                if *wi <= 0.0 {
+                    value += v * *n as f64;
+                    continue;
+                }
+                if cap <= 0.0 {
+                    break;
+                }
+                let take = (cap / wi).min(*n as f64);
+                value += take * v;
+                cap -= take * wi;
             }
-            let take = (cap / w).min(*m as f64);
-            bound += take * v;
-            cap -= take * w;
+            best = best.min(value);
         }
-        if bound <= s.best * (1.0 + 1e-9) {
-            return;
+        best
+    }
+
+    /// The most valuable whole fill worth more than `floor` that a depth-first search finds
+    /// within `budget` nodes (`None` if none), and the nodes it used.
+    fn search(&self, floor: f64, budget: usize) -> (Option<(f64, Vec<usize>)>, usize) {
+        struct Search {
+            fill: Vec<usize>,
+            best: f64,
+            best_fill: Vec<usize>,
+            nodes: usize,
+            budget: usize,
         }
-        let Some(qg) = s.q.get(g) else { return };
-        let most = copies(qg, rem, n);
-        for k in (0..=most).rev() {
-            for (r, v) in rem.iter_mut().zip(qg) {
-                *r -= v * k as i64;
+        fn go(p: &FillProblem<'_>, s: &mut Search, pos: usize, rem: &mut [i64], acc: f64) {
+            if acc > s.best {
+                s.best = acc;
+                s.best_fill.clone_from(&s.fill);
+            }
+            let Some(&(g, value, n)) = p.items.get(pos) else {
+                return;
+            };
+            s.nodes += 1;
+            if s.nodes > s.budget || acc + p.bound(pos, rem) <= s.best * (1.0 + 1e-9) {
+                return;
+            }
+            let Some(qg) = p.q.get(g) else { return };
+            let most = copies(qg, rem, n);
+            for k in (0..=most).rev() {
+                for (r, v) in rem.iter_mut().zip(qg) {
+                    *r -= v * k as i64;
+                }
+                if let Some(f) = s.fill.get_mut(g) {
+                    *f = k;
+                }
+                go(p, s, pos + 1, rem, acc + value * k as f64);
+                for (r, v) in rem.iter_mut().zip(qg) {
+                    *r += v * k as i64;
+                }
+                if s.nodes > s.budget {
+                    break;
+                }
             }
             if let Some(f) = s.fill.get_mut(g) {
-                *f = k;
-            }
-            go(s, pos + 1, rem, acc + value * k as f64);
-            for (r, v) in rem.iter_mut().zip(qg) {
-                *r += v * k as i64;
+                *f = 0;
             }
         }
-        if let Some(f) = s.fill.get_mut(g) {
-            *f = 0;
-        }
+        let mut s = Search {
+            fill: vec![0; self.q.len()],
+            best: floor,
+            best_fill: vec![0; self.q.len()],
+            nodes: 0,
+            budget,
+        };
+        let mut rem = self.room.to_vec();
+        go(self, &mut s, 0, &mut rem, 0.0);
+        let used = s.nodes.min(budget);
+        ((s.best > floor).then_some((s.best, s.best_fill)), used)
     }
-    let mut search = Search {
-        q,
-        room,
-        items,
-        fill: vec![0; q.len()],
-        best: floor,
-        best_fill: vec![0; q.len()],
-        nodes: 0,
-        budget,
-    };
-    let mut rem = room.clone();
-    go(&mut search, 0, &mut rem, 0.0);
-    let used = search.nodes.min(budget);
-    (
-        (search.best > floor).then_some((search.best, search.best_fill)),
-        used,
-    )
 }
 
 /// How many pods of request `q` fit in `room`, at most `cap`.
