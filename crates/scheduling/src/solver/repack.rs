@@ -308,6 +308,9 @@ impl Solver<'_> {
             new_cost += cost;
             new_claims.extend(claims);
         }
+        if pinned.len() > 1 {
+            new_cost = kept_cost + self.absorb_pinned(pi, &template, &mut new_claims);
+        }
         // Classes packed together, when there is more than one and that is cheaper.
         if pinned.len() > 1
             && let Some(nodes) = self.pack_joint(pi, &pinned, &hint)
@@ -327,6 +330,9 @@ impl Solver<'_> {
                 let price = pool.cheapest(reqs, &types);
                 cost += price;
                 claims.push((reqs.clone(), n.pods, n.requests, types, price));
+            }
+            if cost.is_finite() {
+                cost = kept_cost + self.absorb_pinned(pi, &template, &mut claims);
             }
             if cost < new_cost {
                 new_cost = cost;
@@ -380,6 +386,126 @@ impl Solver<'_> {
                 max_room,
             });
         }
+    }
+
+    /// Empties NodeClaims pinned to a class's domains into the slack of other new NodeClaims
+    /// where no price moves: a claim of the same class, or a free claim (only the template's
+    /// requirements) that then gets pinned to the class, when its launch type costs the same
+    /// there. Each claim emptied saves its whole price. Packing classes apart leaves every
+    /// zone-pinned pod on nodes of its own, while the free pods' nodes (priced at their
+    /// cheapest zone, often the one the pinned pods need) have room for them. Claims are
+    /// updated in place; returns their total price.
+    fn absorb_pinned(&self, pi: usize, template: &Requirements, claims: &mut Vec<NewClaim>) -> f64 {
+        let total = |claims: &[NewClaim]| claims.iter().map(|c| c.4).sum::<f64>();
+        let Some(pool) = self.pools.get(pi) else {
+            return total(claims);
+        };
+        // Per claim: the type it launches as (cheapest listed that fits), and that type's room.
+        let launch: Vec<Option<(usize, Resources)>> = claims
+            .iter()
+            .map(|(reqs, _, _, types, _)| {
+                let summary = pool.offer_summary(reqs);
+                let t = *summary.by_price.iter().find(|t| types.get(**t))?;
+                pool.uniform
+                    .get(t)
+                    .copied()
+                    .unwrap_or(false)
+                    .then(|| pool.room.get(t).cloned())
+                    .flatten()
+                    .map(|r| (t, r))
+            })
+            .collect();
+        let mut reqs: Vec<Requirements> = claims.iter().map(|c| c.0.clone()).collect();
+        let mut used: Vec<Resources> = claims.iter().map(|c| c.2.clone()).collect();
+        let mut pods: Vec<Vec<usize>> = claims.iter().map(|c| c.1.clone()).collect();
+        let mut dropped = vec![false; claims.len()];
+        let mut changed = vec![false; claims.len()];
+        // Fewest pods first: the likeliest to empty.
+        let mut order: Vec<usize> = (0..claims.len())
+            .filter(|i| reqs.get(*i).is_some_and(|r| r != template))
+            .collect();
+        order.sort_by_key(|i| (pods.get(*i).map_or(0, Vec::len), *i));
+        for i in order {
+            let (Some(class), Some(moving)) = (reqs.get(i).cloned(), pods.get(i).cloned()) else {
+                continue;
+            };
+            let offers = pool.offer_summary(&class);
+            let mut extra: BTreeMap<usize, Resources> = BTreeMap::new();
+            let mut moves: Vec<(usize, usize)> = Vec::new();
+            for p in moving {
+                let Some(q) = self.pods.get(p).map(|st| &st.requests) else {
+                    break;
+                };
+                let target = (0..claims.len()).find(|&j| {
+                    if j == i || dropped.get(j).copied().unwrap_or(true) {
+                        return false;
+                    }
+                    let (Some(Some((t, room))), Some(r), Some(u), Some(c)) =
+                        (launch.get(j), reqs.get(j), used.get(j), claims.get(j))
+                    else {
+                        return false;
+                    };
+                    let same_price = *r == class
+                        || (r == template
+                            && offers
+                                .per_type
+                                .get(*t)
+                                .is_some_and(|o| o.0 <= c.4 * (1.0 + 1e-9)));
+                    same_price
+                        && room.fits(&u.plus(extra.get(&j).unwrap_or(&Resources::new())).plus(q))
+                });
+                let Some(j) = target else { break };
+                extra.entry(j).or_default().add(q);
+                moves.push((p, j));
+            }
+            if moves.len() != pods.get(i).map_or(0, Vec::len) || moves.is_empty() {
+                continue;
+            }
+            for (p, j) in moves {
+                let Some(q) = self.pods.get(p).map(|st| &st.requests) else {
+                    continue;
+                };
+                if let (Some(u), Some(ps), Some(r), Some(ch)) = (
+                    used.get_mut(j),
+                    pods.get_mut(j),
+                    reqs.get_mut(j),
+                    changed.get_mut(j),
+                ) {
+                    u.add(q);
+                    ps.push(p);
+                    r.clone_from(&class);
+                    *ch = true;
+                }
+            }
+            if let Some(d) = dropped.get_mut(i) {
+                *d = true;
+            }
+        }
+        if !dropped.iter().any(|d| *d) {
+            return total(claims);
+        }
+        // The claims that took pods list again every type that fits them under their
+        // (possibly newly pinned) requirements.
+        let mut out: Vec<NewClaim> = Vec::with_capacity(claims.len());
+        for (j, claim) in claims.iter().enumerate() {
+            if dropped.get(j).copied().unwrap_or(true) {
+                continue;
+            }
+            if !changed.get(j).copied().unwrap_or(false) {
+                out.push(claim.clone());
+                continue;
+            }
+            let (Some(r), Some(u), Some(ps)) = (reqs.get(j), used.get(j), pods.get(j)) else {
+                return total(claims);
+            };
+            let Ok((types, false)) = self.filter_types(pi, &pool.all, Some(r), u, &[]) else {
+                return total(claims);
+            };
+            let price = pool.cheapest(r, &types);
+            out.push((r.clone(), ps.clone(), u.clone(), types, price));
+        }
+        *claims = out;
+        total(claims)
     }
 
     fn max_room_of(&self, pi: usize, types: &Bits) -> Option<Resources> {
@@ -1537,6 +1663,88 @@ mod tests {
         assert!(
             (total - cost).abs() < 1e-9,
             "{name}: cost {total} != {cost}"
+        );
+    }
+
+    /// A shape: (cpu, memory, count, value); the node's room (cpu, memory). The search must
+    /// find the best whole fill (checked against plain enumeration too), never report one
+    /// that does not fit, and the knapsack bound must hold above it.
+    fn check_fill(name: &str, shapes: &[(i64, i64, usize, f64)], room: (i64, i64), best: f64) {
+        let q: Vec<Vec<i64>> = shapes.iter().map(|(c, m, _, _)| vec![*c, *m]).collect();
+        let left: Vec<usize> = shapes.iter().map(|s| s.2).collect();
+        let u: Vec<f64> = shapes.iter().map(|s| s.3).collect();
+        let kind = NodeKind {
+            ty: 0,
+            class: 0,
+            room: vec![room.0, room.1],
+            price: 1.0,
+            holds: vec![true; shapes.len()],
+        };
+        fn enumerate(q: &[Vec<i64>], left: &[usize], u: &[f64], g: usize, rem: [i64; 2]) -> f64 {
+            let Some(qg) = q.get(g) else { return 0.0 };
+            let mut best = enumerate(q, left, u, g + 1, rem);
+            for k in 1..=left[g] as i64 {
+                let r = [rem[0] - k * qg[0], rem[1] - k * qg[1]];
+                if r[0] < 0 || r[1] < 0 {
+                    break;
+                }
+                best = best.max(k as f64 * u[g] + enumerate(q, left, u, g + 1, r));
+            }
+            best
+        }
+        let exact = enumerate(&q, &left, &u, 0, [room.0, room.1]);
+        assert!(
+            (exact - best).abs() < 1e-9,
+            "{name}: enumeration says {exact}"
+        );
+        let problem = FillProblem::new(&q, &left, &u, &kind);
+        assert!(problem.bound(0, &kind.room) >= best - 1e-9, "{name}: bound");
+        let (hit, _) = problem.search(0.0, 100_000);
+        let (value, fill) = hit.unwrap_or_default();
+        assert!(
+            (value - best).abs() < 1e-9,
+            "{name}: found {value} ({fill:?})"
+        );
+        let used = fill.iter().enumerate().fold([0i64; 2], |acc, (g, k)| {
+            [acc[0] + q[g][0] * *k as i64, acc[1] + q[g][1] * *k as i64]
+        });
+        assert!(
+            used[0] <= room.0 && used[1] <= room.1,
+            "{name}: overfull {fill:?}"
+        );
+        assert!(
+            fill.iter().zip(&left).all(|(k, n)| k <= n),
+            "{name}: counts"
+        );
+        let (above, _) = problem.search(best + 1e-6, 100_000);
+        assert!(above.is_none(), "{name}: nothing beats the best");
+    }
+
+    #[test]
+    fn whole_fill_search() {
+        check_fill(
+            "the densest shape first fills 8 of 10; one of each of the others fills all 10",
+            &[(4, 4, 5, 4.2), (5, 5, 5, 5.0), (6, 6, 5, 6.1)],
+            (10, 10),
+            10.3,
+        );
+        check_fill(
+            "complementary shapes: CPU-heavy and memory-heavy pods share the node",
+            &[(3, 1, 4, 3.0), (1, 3, 4, 3.0), (2, 2, 4, 2.5)],
+            (8, 8),
+            12.0,
+        );
+        check_fill(
+            "the pods left cap the copies",
+            &[(1, 1, 2, 1.0), (3, 3, 1, 2.0)],
+            (10, 10),
+            4.0,
+        );
+        check_fill(
+            "a shape worth nothing is never needed",
+            &[(2, 2, 3, 0.0), (5, 5, 1, 1.0)],
+            (10, 10),
+            1.0,
         );
     }
 

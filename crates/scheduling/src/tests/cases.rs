@@ -2295,6 +2295,25 @@ fn cost_repack() {
         expect().placed(7).distinct_zones(3),
     );
     check(
+        "zone-pinned pods ride in the slack of the free pods' NodeClaims, one per zone",
+        pool()
+            .pods(pods(6, "mem", pod().cpu("1").mem("30Gi")))
+            .pods(pods(
+                3,
+                "z",
+                pod().cpu("1").mem("1Gi").label("app", "z").spread(
+                    ZONE,
+                    1,
+                    DoNotSchedule,
+                    &[("app", "z")],
+                ),
+            )),
+        expect().placed(9).claims(3).distinct_zones(3).that(
+            "$/h is three memory nodes and nothing else (3 × 0.80 × 0.6 spot)",
+            |o| (total_price(o) - 3.0 * 0.80 * 0.6).abs() < 1e-9,
+        ),
+    );
+    check(
         "a pod with a host port is not moved off its NodeClaim",
         pool()
             .pods(pods(2, "cpu", pod().cpu("4").mem("1Gi").host_port(8080)))
