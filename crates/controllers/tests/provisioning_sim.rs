@@ -721,3 +721,107 @@ async fn a_hash_version_change_restamps_the_pools_nodeclaims() {
     );
     env.stop().await;
 }
+
+/// `nodepool.readiness` is woken by its own NodeClass watch, while cluster state follows the
+/// NodeClass through another watch that can lag behind. Here cluster state still holds the
+/// NotReady class when the reconcile runs: the pool must follow the class as the API server
+/// has it. (Deciding from the lagging copy wrote nothing, and nothing woke the pool again:
+/// it stayed NotReady and its pending pods were never provisioned.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_nodeclass_even_when_cluster_state_lags() {
+    let server = karpenter_sim::apiserver::ApiServer::start(Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [
+        karpenter_apis::crd::nodepool_crd().unwrap(),
+        karpenter_apis::crd::nodeclaim_crd().unwrap(),
+        karpenter_apis::crd::ec2nodeclass_crd().unwrap(),
+    ] {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let classes = Api::<EC2NodeClass>::all(client.clone());
+    let pools = Api::<NodePool>::all(client.clone());
+    let set_class_ready = async |status: &str| {
+        classes
+            .patch_status(
+                "default",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"status": {"conditions": [{
+                    "type": "Ready", "status": status,
+                    "reason": if status == "True" { "Ready" } else { "AMINotFound" },
+                    "message": if status == "True" { "" } else { "no AMI matched" },
+                    "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]}})),
+            )
+            .await
+            .unwrap()
+    };
+    classes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(nodeclass("default")).unwrap(),
+        )
+        .await
+        .unwrap();
+    let not_ready = set_class_ready("False").await;
+    let pool = pools
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(nodepool("general", json!({}))).unwrap(),
+        )
+        .await
+        .unwrap();
+
+    // Cluster state as a lagging watch leaves it: everything listed, the class NotReady.
+    let clock: karpenter_cloudprovider::SharedClock = Arc::new(SystemClock);
+    let state = Arc::new(ClusterState::new(clock.clone(), StateConfig::default()));
+    state.apply(&not_ready);
+    state.apply(&pool);
+    for kind in karpenter_state::Kind::ALL {
+        state.mark_listed(kind);
+    }
+    let cloud = SimulatedEc2::from_catalog(
+        SimEc2Config::default(),
+        clock.clone(),
+        template_ec2().catalog().clone(),
+    )
+    .unwrap();
+    let (_leader, leading) = watch::channel(true);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        state,
+        Arc::new(cloud),
+        Arc::new(Metrics::new(&prometheus::Registry::new()).unwrap()),
+        clock.clone(),
+        EventRecorder::in_memory(clock),
+        ControllerSettings::default(),
+        leading,
+    ));
+    let reconcile = async || {
+        let pool = Arc::new(pools.get("general").await.unwrap());
+        karpenter_controllers::nodepool::readiness::reconcile(pool, ctx.clone())
+            .await
+            .unwrap();
+        pools
+            .get("general")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .conditions
+    };
+
+    let conds = reconcile().await;
+    assert_eq!(
+        conditions::get(&conds, "NodeClassReady").unwrap().reason,
+        "AMINotFound"
+    );
+    assert!(!conditions::is_true(&conds, conditions::READY));
+    // The class becomes Ready; cluster state has not seen it yet.
+    set_class_ready("True").await;
+    let conds = reconcile().await;
+    assert!(conditions::is_true(&conds, "NodeClassReady"), "{conds:?}");
+    assert!(conditions::is_true(&conds, conditions::READY), "{conds:?}");
+    server.shutdown().await;
+}

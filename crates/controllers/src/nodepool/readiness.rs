@@ -3,7 +3,6 @@
 //! Re-runs when the NodePool changes or any EC2NodeClass it references does.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use karpenter_apis::common::{ConditionStatus, NodeClassReference};
 use karpenter_apis::conditions::{self, nodepool as cond};
@@ -187,14 +186,24 @@ pub fn desired_conditions(
 }
 
 /// Reconciles one NodePool's readiness conditions.
+///
+/// The NodeClass is read from the API server, not from cluster state. This controller is
+/// woken by its own NodeClass watch, and cluster state is fed by a separate watch that may
+/// not have applied the same change yet: deciding from that older copy wrote nothing (the
+/// conditions already matched it), and since a reconcile that writes nothing is not woken
+/// again, a NodePool stayed NotReady after its NodeClass became Ready. A GET per reconcile is
+/// cheap (reconciles follow NodePool and NodeClass changes only) and always at least as new
+/// as the event that woke it.
 pub async fn reconcile(nodepool: Arc<NodePool>, ctx: Arc<Context>) -> Result<Action, Error> {
-    // Deciding NotFound from a cache that has not listed yet would flap every pool.
-    if !ctx.state.all_listed() {
-        return Ok(Action::requeue(Duration::from_secs(1)));
-    }
     let class_ref = &nodepool.spec.template.spec.node_class_ref;
-    let nodeclass = ctx.state.snapshot().nodeclass(&class_ref.name);
-    let readiness = nodeclass_readiness(class_ref, nodeclass.as_deref());
+    let nodeclass = if is_ec2_nodeclass(class_ref) {
+        Api::<EC2NodeClass>::all(ctx.client.clone())
+            .get_opt(&class_ref.name)
+            .await?
+    } else {
+        None
+    };
+    let readiness = nodeclass_readiness(class_ref, nodeclass.as_ref());
     let desired = desired_conditions(&nodepool, &readiness, &now(&ctx));
     let current = nodepool
         .status
@@ -215,19 +224,22 @@ pub async fn reconcile(nodepool: Arc<NodePool>, ctx: Arc<Context>) -> Result<Act
 
 /// Runs the controller until `shutdown` turns true.
 pub async fn run(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
-    let state = ctx.state.clone();
     let controller = Controller::new(
         Api::<NodePool>::all(ctx.client.clone()),
         watcher::Config::default(),
-    )
-    .watches(
+    );
+    // NodeClass changes map to pools through this controller's own NodePool cache, which
+    // holds every pool whose reconcile has been queued: a pool missing from it has its first
+    // reconcile still ahead, which will read the changed class. (Cluster state's pools come
+    // from another watch and can lag, so a change could map to nothing there.)
+    let pools = controller.store();
+    let controller = controller.watches(
         Api::<EC2NodeClass>::all(ctx.client.clone()),
         watcher::Config::default(),
         move |nc: EC2NodeClass| {
             let name = nc.name_any();
-            state
-                .snapshot()
-                .nodepools()
+            pools
+                .state()
                 .into_iter()
                 .filter(|np| {
                     let r = &np.spec.template.spec.node_class_ref;
