@@ -135,6 +135,9 @@ async fn seed_000_inflate_spreads_over_three_zones_and_scales_to_twenty() {
     let world = World::start(WorldOptions::default()).await;
     let replica = Replica::start(&world, "solo", Leadership::Fixed);
     world.apply_yaml(SEED_000_NODEPOOL_AND_CLASS).await;
+    // A pass before the pool is Ready rightly answers "no nodepools found", which would fail
+    // the no-FailedScheduling check below.
+    replica.nodepools_ready(&["default"]).await;
     world.apply_yaml(SEED_000_INFLATE).await;
 
     all_running(&world, "inflate", "inflate", 10).await;
@@ -267,6 +270,9 @@ async fn a_cpu_limit_caps_capacity_and_the_rest_stays_pending_naming_the_limit()
     world
         .apply(nodepool("small", json!({"limits": {"cpu": "4"}})))
         .await;
+    // FailedScheduling is deduped per pod for 5 minutes: a pass before the pool is Ready
+    // would give every pod "no nodepools found" as its only event.
+    replica.nodepools_ready(&["small"]).await;
     world
         .apply(deployment("default", "web", 8, "1", json!({})))
         .await;
@@ -356,6 +362,9 @@ async fn an_impossible_requirement_fails_scheduling_and_never_creates_a_nodeclai
     let replica = Replica::start(&world, "solo", Leadership::Fixed);
     world.apply(nodeclass("default")).await;
     world.apply(nodepool("general", json!({}))).await;
+    // Before the pool is Ready the pod's first (and, deduped, only) event would say "no
+    // nodepools found" instead of naming the requirement.
+    replica.nodepools_ready(&["general"]).await;
     world
         .apply(pod(
             "nowhere",
@@ -549,7 +558,7 @@ async fn a_heavier_pool_at_its_limit_leaves_the_rest_to_a_lighter_one() {
     world
         .apply(nodepool("fallback", json!({"weight": 10})))
         .await;
-    world.nodepools_ready(&["preferred", "fallback"]).await;
+    replica.nodepools_ready(&["preferred", "fallback"]).await;
     world
         .apply(deployment("default", "web", 4, "1", json!({})))
         .await;

@@ -213,6 +213,26 @@ impl Env {
             .collect()
     }
 
+    /// Waits until cluster state, which the provisioner decides from, holds every named
+    /// NodePool as usable (Ready, with a Ready NodeClass), so the next batch is solved against
+    /// all of them. Seeing a pool Ready through the API server is not enough: cluster state
+    /// follows the API through its own watch and can lag behind.
+    async fn nodepools_ready(&self, names: &[&str]) {
+        for name in names {
+            eventually(&format!("NodePool {name} usable"), async || {
+                let snapshot = self.ctx.state.snapshot();
+                let pool = snapshot
+                    .nodepools()
+                    .into_iter()
+                    .find(|np| np.metadata.name.as_deref() == Some(*name))?;
+                let class = snapshot.nodeclass(&pool.spec.template.spec.node_class_ref.name);
+                karpenter_controllers::provisioning::plan::usable_nodepool(&pool, class.as_deref())
+                    .ok()
+            })
+            .await;
+        }
+    }
+
     /// How many provisioning solves ran.
     fn solves(&self) -> u64 {
         let prefix =
@@ -439,15 +459,8 @@ async fn weights_and_taints_choose_the_nodepool() {
         ),
     )
     .await;
-    // Wait for all three pools to be Ready before any pod, so one batch sees them all.
-    for np in ["light", "heavy", "gpu"] {
-        eventually("nodepool ready", async || {
-            let p = env.nodepool(np).await;
-            let c = p.status.map(|s| s.conditions).unwrap_or_default();
-            conditions::is_true(&c, conditions::READY).then_some(())
-        })
-        .await;
-    }
+    // Wait for all three pools to be usable before any pod, so one batch sees them all.
+    env.nodepools_ready(&["light", "heavy", "gpu"]).await;
     env.apply("pod", pod("plain", "1", json!({}))).await;
     env.apply(
         "pod",
@@ -485,13 +498,7 @@ async fn an_impossible_requirement_fails_scheduling_with_the_reason_and_creates_
         .unwrap()
         .push(json!({"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["z9.nonexistent"]}));
     env.apply("nodepool", weird).await;
-    for np in ["general", "weird"] {
-        eventually("nodepool ready", async || {
-            let c = env.nodepool(np).await.status?.conditions;
-            conditions::is_true(&c, conditions::READY).then_some(())
-        })
-        .await;
-    }
+    env.nodepools_ready(&["general", "weird"]).await;
     env.apply(
         "pod",
         pod(
@@ -543,6 +550,9 @@ async fn cpu_limits_cap_what_is_launched_and_name_the_limit() {
         nodepool("small", json!({"limits": {"cpu": "4"}})),
     )
     .await;
+    // FailedScheduling is deduped per pod for 5 minutes: a batch solved before the pool is
+    // Ready would leave "no nodepools found" as every pod's only event.
+    env.nodepools_ready(&["small"]).await;
     for i in 0..3 {
         env.apply("pod", pod(&format!("p{i}"), "1500m", json!({})))
             .await;

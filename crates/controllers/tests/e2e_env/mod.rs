@@ -282,21 +282,6 @@ impl World {
             .unwrap()
     }
 
-    /// Waits until every named NodePool is Ready, so the next batch of pods is solved against
-    /// all of them (a pool that is not Ready yet is rightly skipped by the provisioner).
-    pub async fn nodepools_ready(&self, names: &[&str]) {
-        let pools = Api::<NodePool>::all(self.client.clone());
-        for name in names {
-            eventually(30, &format!("NodePool {name} Ready"), async || {
-                let pool = pools.get_opt(name).await.ok()??;
-                let conditions = pool.status.map(|s| s.conditions).unwrap_or_default();
-                karpenter_apis::conditions::is_true(&conditions, karpenter_apis::conditions::READY)
-                    .then_some(())
-            })
-            .await;
-        }
-    }
-
     /// Every Node.
     pub async fn nodes(&self) -> Vec<Node> {
         Api::<Node>::all(self.client.clone())
@@ -767,6 +752,28 @@ impl Replica {
             .ok();
         self.operator.take();
         stopped
+    }
+
+    /// Waits until this replica's cluster state, which its provisioner decides from, holds
+    /// every named NodePool as usable (Ready, with a Ready NodeClass), so the next batch of
+    /// pods is solved against all of them. A pool not usable yet is rightly skipped; and
+    /// seeing it Ready through the API server is not enough, as cluster state follows the
+    /// API through its own watch and can lag behind.
+    pub async fn nodepools_ready(&self, names: &[&str]) {
+        let state = self.ctx.state.clone();
+        for name in names {
+            eventually(30, &format!("NodePool {name} usable"), async || {
+                let snapshot = state.snapshot();
+                let pool = snapshot
+                    .nodepools()
+                    .into_iter()
+                    .find(|np| np.metadata.name.as_deref() == Some(*name))?;
+                let class = snapshot.nodeclass(&pool.spec.template.spec.node_class_ref.name);
+                karpenter_controllers::provisioning::plan::usable_nodepool(&pool, class.as_deref())
+                    .ok()
+            })
+            .await;
+        }
     }
 
     /// Whether it leads now.
