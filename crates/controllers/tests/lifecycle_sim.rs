@@ -100,7 +100,13 @@ async fn insufficient_capacity_on_the_only_offering_deletes_the_nodeclaim() {
         env.nodeclaim("ice").await.is_none().then_some(())
     })
     .await;
-    let events = env.events("ice", "InsufficientCapacityError").await;
+    // Events are written by the recorder's background task: the NodeClaim can be gone
+    // before the event's POST has landed.
+    let events = eventually(30, "InsufficientCapacityError event", || async {
+        let events = env.events("ice", "InsufficientCapacityError").await;
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert!(events[0].contains("insufficient capacity"), "{events:?}");
     assert_eq!(
