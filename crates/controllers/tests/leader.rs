@@ -67,6 +67,23 @@ fn holder(lease: &Lease) -> Option<String> {
     lease.spec.as_ref().and_then(|s| s.holder_identity.clone())
 }
 
+/// Makes `holder` the Lease's holder with a read-modify-write, retrying while a renewal by
+/// the current leader wins the race (409 Conflict).
+async fn take_lease(api: &Api<Lease>, holder: &str) {
+    for _ in 0..50 {
+        let mut l = api.get(LEASE).await.unwrap();
+        if let Some(spec) = l.spec.as_mut() {
+            spec.holder_identity = Some(holder.into());
+        }
+        match api.replace(LEASE, &Default::default(), &l).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => panic!("replacing the Lease: {e}"),
+        }
+    }
+    panic!("the Lease kept changing under 50 writes");
+}
+
 fn transitions(lease: &Lease) -> i32 {
     lease
         .spec
@@ -161,13 +178,11 @@ async fn leader_that_loses_the_lease_stops_leading() {
     let (me, gauge) = candidate(&client, config("me", 60, 40_000));
     let leads = me.is_leader();
     eventually("leads", || *leads.borrow()).await;
-    // Someone else forcibly takes the Lease (as an operator might with kubectl).
+    // Someone else forcibly takes the Lease (as an operator might with kubectl). The leader
+    // renews every retry period, so a renewal can land between our read and our write:
+    // retry on a write conflict, as kubectl edit would.
     let api = Api::<Lease>::namespaced(client.clone(), NS);
-    let mut l = api.get(LEASE).await.unwrap();
-    if let Some(spec) = l.spec.as_mut() {
-        spec.holder_identity = Some("intruder".into());
-    }
-    api.replace(LEASE, &Default::default(), &l).await.unwrap();
+    take_lease(&api, "intruder").await;
     eventually("stops leading", || !*leads.borrow()).await;
     assert_eq!(gauge.get(), 0);
     me.shutdown().await;

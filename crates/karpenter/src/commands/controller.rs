@@ -956,14 +956,27 @@ mod tests {
         eventually("leads", async || *leader.borrow()).await;
         let leases =
             Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client, "kube-system");
-        let mut lease = leases.get("karpenter-leader-election").await.unwrap();
-        if let Some(spec) = lease.spec.as_mut() {
-            spec.holder_identity = Some("someone-else".into());
+        // The leader renews every retry period, so a renewal can land between this read and
+        // write: retry on a write conflict, as `kubectl edit` would.
+        let mut taken = false;
+        for _ in 0..50 {
+            let mut lease = leases.get("karpenter-leader-election").await.unwrap();
+            if let Some(spec) = lease.spec.as_mut() {
+                spec.holder_identity = Some("someone-else".into());
+            }
+            match leases
+                .replace("karpenter-leader-election", &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => {
+                    taken = true;
+                    break;
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => panic!("replacing the Lease: {e}"),
+            }
         }
-        leases
-            .replace("karpenter-leader-election", &PostParams::default(), &lease)
-            .await
-            .unwrap();
+        assert!(taken, "the Lease kept changing under 50 writes");
         let err = controller.wait(None).await.unwrap_err();
         assert_eq!(err.to_string(), "leader election lost");
         server.shutdown().await;
