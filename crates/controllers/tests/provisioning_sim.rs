@@ -461,12 +461,17 @@ async fn weights_and_taints_choose_the_nodepool() {
     .await;
     // Wait for all three pools to be usable before any pod, so one batch sees them all.
     env.nodepools_ready(&["light", "heavy", "gpu"]).await;
+    // Pods of one batch are solved largest first (upstream's queue order), and each tries
+    // this batch's NodeClaims before a fresh one: `tolerant` asks for more, so it picks its
+    // pool before `plain`'s NodeClaim exists. (With equal requests the order fell to creation
+    // second and UID, and whenever `plain` came first `tolerant` rightly joined its in-flight
+    // `heavy` NodeClaim, which the cost re-pack then split into two `heavy` ones.)
     env.apply("pod", pod("plain", "1", json!({}))).await;
     env.apply(
         "pod",
         pod(
             "tolerant",
-            "1",
+            "1500m",
             json!({"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}),
         ),
     )
