@@ -35,8 +35,8 @@
 //!   that fits each NodeClaim) are strictly cheaper in total. Same NodePools as the steering.
 //!   Upstream's first-fit fills a claim towards its largest listed type and lets the first pods
 //!   choose the family for everything after them: on the real catalog (2,000 pods) 1.37×
-//!   the pod-shape bound on-demand, against 1.03× after the re-pack (1.05× with spot, 1.02×
-//!   with GPUs). Candidates: rounding of the covering LP, a value-per-dollar greedy, and the
+//!   the pod-shape bound on-demand, against 1.022× after the re-pack (1.025× with spot,
+//!   1.015× with GPUs). Candidates: rounding of the covering LP, a value-per-dollar greedy, and the
 //!   rounding of a configuration LP over whole-pod node fills, per class of pinned domains and
 //!   for all classes together (pinned pods ride in the slack of nodes in their domain).
 //! - `PreparedNodePools` / `solve_prepared`: the per-NodePool digest of instance types is built
