@@ -965,7 +965,10 @@ fn config_pack(q: &[Vec<i64>], counts: &[usize], kinds: &[NodeKind]) -> ConfigPa
         if left.iter().all(|n| *n == 0) {
             break;
         }
-        let Some((configs, weights)) = config_lp(q, kinds, &left, &carried) else {
+        // Small batches need (and get) less search: their few pods round on few nodes.
+        let budget = (counts.iter().sum::<usize>() * SEARCH_NODES_PER_POD)
+            .clamp(SEARCH_NODES, SEARCH_NODES_PER_ROUND);
+        let Some((configs, weights)) = config_lp(q, kinds, &left, &carried, budget) else {
             break;
         };
         let mut order: Vec<usize> = (0..configs.len()).collect();
@@ -1050,6 +1053,7 @@ fn config_lp(
     kinds: &[NodeKind],
     left: &[usize],
     carried: &[Config],
+    search_budget: usize,
 ) -> Option<(Vec<Config>, Vec<f64>)> {
     let live: Vec<usize> = (0..q.len())
         .filter(|g| left.get(*g).is_some_and(|n| *n > 0))
@@ -1132,7 +1136,7 @@ fn config_lp(
                 })
                 .collect();
             promising.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            let mut budget = SEARCH_NODES_PER_ROUND;
+            let mut budget = search_budget;
             for (_, i) in promising {
                 let Some(k) = kinds.get(i) else { continue };
                 if budget == 0 || found.len() >= 2 * CONFIG_COLUMNS_PER_ROUND {
@@ -1162,6 +1166,10 @@ fn config_lp(
 
 /// Search nodes per kind when the greedy pricing finds no configuration.
 const SEARCH_NODES: usize = 2_000;
+
+/// Search nodes per round per pod of the batch (between `SEARCH_NODES` and
+/// `SEARCH_NODES_PER_ROUND`).
+const SEARCH_NODES_PER_POD: usize = 12;
 
 /// Search nodes per column-generation round, shared by all kinds.
 const SEARCH_NODES_PER_ROUND: usize = 20_000;
