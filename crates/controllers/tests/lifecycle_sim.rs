@@ -316,3 +316,51 @@ async fn nodeclaims_that_do_not_come_up_in_time_are_deleted() {
     );
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_whose_delete_fails_is_retried_and_counted_once() {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let mut env = start(Options {
+        clock: clock.clone(),
+        register_nodes: false,
+    })
+    .await;
+    env.run_controllers();
+    env.create_nodeclaim(nodeclaim("never-registers", None))
+        .await;
+    eventually(30, "launched", || async {
+        env.nodeclaim("never-registers")
+            .await
+            .filter(|nc| condition_true(nc, "Launched"))
+    })
+    .await;
+    // The first two DELETEs of a NodeClaim fail; the reconcile retries until one is accepted.
+    env.cluster.apiserver().faults().add_rule(FaultRule::next(
+        Some(Verb::Delete),
+        Some("nodeclaims"),
+        500,
+        2,
+    ));
+    clock.advance(Duration::from_secs(16 * 60));
+    eventually(60, "deleted after the registration timeout", || async {
+        env.nodeclaim("never-registers")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.cluster.apiserver().faults().injected_count(),
+        2,
+        "both failures were hit"
+    );
+    assert_eq!(
+        env.counter(
+            "karpenter_nodeclaims_disrupted_total",
+            &[("reason", "registration_timeout")]
+        ),
+        1.0,
+        "one NodeClaim, one disruption, however many DELETEs it took"
+    );
+    env.stop().await;
+}

@@ -273,13 +273,15 @@ impl Lifecycle {
                         ctx.recorder
                             .publish(Event::about(&nc, EventType::Warning, event_reason, message))
                             .await;
-                        ctx.metrics
-                            .nodeclaims
-                            .disrupted
-                            .with_label_values(&disrupted_labels(&nc, metric_reason))
-                            .inc();
                         info!(NodeClaim = %name, reason = metric_reason, %error, "deleting nodeclaim after failed launch");
-                        self.delete(&api, &nc).await?;
+                        // Counted once the DELETE is accepted, like an expiry (see `expire`).
+                        if self.delete(&api, &nc).await? {
+                            ctx.metrics
+                                .nodeclaims
+                                .disrupted
+                                .with_label_values(&disrupted_labels(&nc, metric_reason))
+                                .inc();
+                        }
                         return Ok(Action::await_change());
                     }
                     LaunchFailure::Retry { reason, message } => {
@@ -453,21 +455,26 @@ impl Lifecycle {
         nc: &NodeClaim,
         reason: &'static str,
     ) -> Result<Action, Error> {
-        ctx.metrics
-            .nodeclaims
-            .disrupted
-            .with_label_values(&disrupted_labels(nc, reason))
-            .inc();
-        info!(NodeClaim = %nc.name_any(), reason, "deleting nodeclaim that did not come up in time");
-        self.delete(api, nc).await?;
+        // Counted once the DELETE is accepted (as upstream): a failed DELETE is retried by the
+        // next reconcile and must not count the same NodeClaim twice, and a claim someone else
+        // already deleted was not disrupted by us.
+        if self.delete(api, nc).await? {
+            info!(NodeClaim = %nc.name_any(), reason, "deleted nodeclaim that did not come up in time");
+            ctx.metrics
+                .nodeclaims
+                .disrupted
+                .with_label_values(&disrupted_labels(nc, reason))
+                .inc();
+        }
         Ok(Action::await_change())
     }
 
-    /// Deletes the NodeClaim and remembers that it did until the cache shows it.
-    async fn delete(&self, api: &Api<NodeClaim>, nc: &NodeClaim) -> Result<(), Error> {
-        delete_nodeclaim(api, &nc.name_any()).await?;
+    /// Deletes the NodeClaim and remembers that it did until the cache shows it. True when
+    /// this call deleted it, false when it was already gone.
+    async fn delete(&self, api: &Api<NodeClaim>, nc: &NodeClaim) -> Result<bool, Error> {
+        let deleted = delete_nodeclaim(api, &nc.name_any()).await?;
         lock(&self.deleted).insert(nc.metadata.uid.clone().unwrap_or_default());
-        Ok(())
+        Ok(deleted)
     }
 
     /// Writes `status` if it differs from `original` (optimistic concurrency on the
@@ -665,10 +672,10 @@ impl Lifecycle {
     }
 }
 
-async fn delete_nodeclaim(api: &Api<NodeClaim>, name: &str) -> Result<(), Error> {
+async fn delete_nodeclaim(api: &Api<NodeClaim>, name: &str) -> Result<bool, Error> {
     match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => {
             warn!(NodeClaim = %name, error = %e, "deleting nodeclaim failed");
             Err(e.into())
