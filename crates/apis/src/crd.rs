@@ -1601,6 +1601,11 @@ pub fn ec2nodeclass_crd() -> Result<CustomResourceDefinition, CrdError> {
     decode("ec2nodeclasses.karpenter.k8s.aws", ec2nodeclass_value())
 }
 
+/// The three CRDs (NodePool, NodeClaim, EC2NodeClass), in the order they are installed.
+pub fn all_crds() -> Result<Vec<CustomResourceDefinition>, CrdError> {
+    Ok(vec![nodepool_crd()?, nodeclaim_crd()?, ec2nodeclass_crd()?])
+}
+
 /// Recursively sorts object keys and turns whole floats (k8s-openapi stores `minimum` and
 /// `maximum` as f64) back into integers, so output is stable and reads like controller-gen's.
 fn canonical_yaml(value: &Value) -> serde_yaml_ng::Value {

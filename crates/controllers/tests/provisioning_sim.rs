@@ -10,7 +10,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Node, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use karpenter_apis::conditions;
 use karpenter_apis::ec2nodeclass::EC2NodeClass;
 use karpenter_apis::hash::{NODEPOOL_HASH_VERSION_VALUE, nodepool_hash};
@@ -63,14 +62,9 @@ async fn start_with(batch_idle: Duration, batch_max: Duration) -> Env {
     .await
     .unwrap();
     let client = cluster.client();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [
-        karpenter_apis::crd::nodepool_crd().unwrap(),
-        karpenter_apis::crd::nodeclaim_crd().unwrap(),
-        karpenter_apis::crd::ec2nodeclass_crd().unwrap(),
-    ] {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
+    karpenter_sim::install_karpenter_crds(&client)
+        .await
+        .unwrap();
     let clock: karpenter_cloudprovider::SharedClock = Arc::new(SystemClock);
     let state = Arc::new(ClusterState::new(clock.clone(), StateConfig::default()));
     let informers = Informers::start(client.clone(), state.clone());
@@ -748,14 +742,9 @@ async fn readiness_follows_the_nodeclass_even_when_cluster_state_lags() {
         .await
         .unwrap();
     let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [
-        karpenter_apis::crd::nodepool_crd().unwrap(),
-        karpenter_apis::crd::nodeclaim_crd().unwrap(),
-        karpenter_apis::crd::ec2nodeclass_crd().unwrap(),
-    ] {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
+    karpenter_sim::install_karpenter_crds(&client)
+        .await
+        .unwrap();
     let classes = Api::<EC2NodeClass>::all(client.clone());
     let pools = Api::<NodePool>::all(client.clone());
     let set_class_ready = async |status: &str| {

@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use karpenter_apis::ec2nodeclass::EC2NodeClass;
 use karpenter_apis::nodeclaim::NodeClaim;
 use karpenter_apis::nodepool::NodePool;
@@ -244,14 +243,9 @@ async fn run_variant(args: &Args, variant: &str) {
     .await
     .unwrap();
     let client = sim.client();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [
-        karpenter_apis::crd::nodepool_crd().unwrap(),
-        karpenter_apis::crd::nodeclaim_crd().unwrap(),
-        karpenter_apis::crd::ec2nodeclass_crd().unwrap(),
-    ] {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
+    karpenter_sim::install_karpenter_crds(&client)
+        .await
+        .unwrap();
     let dir =
         std::env::temp_dir().join(format!("karpenter-bench-{}-{variant}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -45,6 +45,17 @@ pub enum SimError {
     /// No client could be built for the server.
     #[error("building a client for the embedded API server: {0}")]
     Client(#[from] kube::Error),
+    /// Karpenter's CRDs could not be built.
+    #[error(transparent)]
+    Crd(#[from] karpenter_apis::crd::CrdError),
+    /// Creating an object through the API failed.
+    #[error("creating {what}: {source}")]
+    Create {
+        /// What was being created.
+        what: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
     /// The server's URL did not parse as a URI.
     #[error("API server URL {url}: {reason}")]
     Url {
@@ -61,6 +72,8 @@ impl SimError {
         match self {
             SimError::Server(e) => e.category(),
             SimError::Client(_) => "client",
+            SimError::Crd(e) => e.category(),
+            SimError::Create { .. } => "create",
             SimError::Url { .. } => "url",
         }
     }
@@ -125,4 +138,19 @@ pub fn client_for(apiserver: &ApiServerHandle) -> Result<kube::Client, SimError>
         reason: format!("{e}"),
     })?;
     Ok(kube::Client::try_from(kube::Config::new(uri))?)
+}
+
+/// Creates Karpenter's three CRDs (NodePool, NodeClaim, EC2NodeClass) through `client`, as
+/// `kubectl apply -f crds/` would on a fresh cluster.
+pub async fn install_karpenter_crds(client: &kube::Client) -> Result<(), SimError> {
+    let api: kube::Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = kube::Api::all(client.clone());
+    for crd in karpenter_apis::crd::all_crds()? {
+        let what = crd.metadata.name.clone().unwrap_or_default();
+        api.create(&kube::api::PostParams::default(), &crd)
+            .await
+            .map_err(|source| SimError::Create { what, source })?;
+    }
+    Ok(())
 }

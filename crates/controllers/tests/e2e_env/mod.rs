@@ -25,7 +25,6 @@ use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use karpenter_apis::ec2nodeclass::EC2NodeClass;
 use karpenter_apis::labels;
 use karpenter_apis::nodeclaim::NodeClaim;
@@ -112,14 +111,9 @@ impl World {
         .await
         .unwrap();
         let client = cluster.client();
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in [
-            karpenter_apis::crd::nodepool_crd().unwrap(),
-            karpenter_apis::crd::nodeclaim_crd().unwrap(),
-            karpenter_apis::crd::ec2nodeclass_crd().unwrap(),
-        ] {
-            crds.create(&PostParams::default(), &crd).await.unwrap();
-        }
+        karpenter_sim::install_karpenter_crds(&client)
+            .await
+            .unwrap();
         let mut ec2 = SimulatedEc2::from_catalog(
             SimEc2Config {
                 launch_delay: options.launch_delay,

@@ -8,7 +8,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Node};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use karpenter_apis::nodeclaim::NodeClaim;
 use karpenter_cloudprovider::{SharedClock, SystemClock};
 use karpenter_controllers::context::{Context, ControllerSettings};
@@ -89,14 +88,9 @@ pub async fn start(options: Options) -> Env {
     .await
     .unwrap();
     let client = cluster.client();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [
-        karpenter_apis::crd::nodepool_crd().unwrap(),
-        karpenter_apis::crd::nodeclaim_crd().unwrap(),
-        karpenter_apis::crd::ec2nodeclass_crd().unwrap(),
-    ] {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
+    karpenter_sim::install_karpenter_crds(&client)
+        .await
+        .unwrap();
     let clock = options.clock;
     let state = Arc::new(ClusterState::new(clock.clone(), StateConfig::default()));
     let informers = Informers::start(client.clone(), state.clone());

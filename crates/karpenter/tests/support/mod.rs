@@ -13,7 +13,6 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use karpenter_apis::ec2nodeclass::EC2NodeClass;
 use karpenter_apis::nodeclaim::NodeClaim;
 use karpenter_apis::nodepool::NodePool;
@@ -109,14 +108,9 @@ impl Cluster {
         .await
         .unwrap();
         let client = sim.client();
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in [
-            karpenter_apis::crd::nodepool_crd().unwrap(),
-            karpenter_apis::crd::nodeclaim_crd().unwrap(),
-            karpenter_apis::crd::ec2nodeclass_crd().unwrap(),
-        ] {
-            crds.create(&PostParams::default(), &crd).await.unwrap();
-        }
+        karpenter_sim::install_karpenter_crds(&client)
+            .await
+            .unwrap();
         let dir = scratch_dir(test);
         let kubeconfig = dir.join("kubeconfig");
         sim.apiserver().write_kubeconfig(&kubeconfig).unwrap();
