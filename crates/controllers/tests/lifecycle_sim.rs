@@ -243,8 +243,9 @@ async fn leaked_instances_are_terminated_and_vanished_ones_collected() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodeclaims_that_do_not_come_up_in_time_are_deleted() {
+/// Controllers running on a manual clock, and the NodeClaim `never-registers` launched but
+/// with no Node (the cloud registers none).
+async fn launched_nodeclaim_that_never_registers() -> (Arc<ManualClock>, env::Env) {
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let mut env = start(Options {
         clock: clock.clone(),
@@ -260,6 +261,12 @@ async fn nodeclaims_that_do_not_come_up_in_time_are_deleted() {
             .filter(|nc| condition_true(nc, "Launched"))
     })
     .await;
+    (clock, env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodeclaims_that_do_not_come_up_in_time_are_deleted() {
+    let (clock, env) = launched_nodeclaim_that_never_registers().await;
     // Launched but no Node: after 15 minutes it is given up on.
     clock.advance(Duration::from_secs(14 * 60));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -319,21 +326,7 @@ async fn nodeclaims_that_do_not_come_up_in_time_are_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiry_whose_delete_fails_is_retried_and_counted_once() {
-    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-    let mut env = start(Options {
-        clock: clock.clone(),
-        register_nodes: false,
-    })
-    .await;
-    env.run_controllers();
-    env.create_nodeclaim(nodeclaim("never-registers", None))
-        .await;
-    eventually(30, "launched", || async {
-        env.nodeclaim("never-registers")
-            .await
-            .filter(|nc| condition_true(nc, "Launched"))
-    })
-    .await;
+    let (clock, env) = launched_nodeclaim_that_never_registers().await;
     // The first two DELETEs of a NodeClaim fail; the reconcile retries until one is accepted.
     env.cluster.apiserver().faults().add_rule(FaultRule::next(
         Some(Verb::Delete),
