@@ -436,7 +436,7 @@ impl PreparedNodePools {
 
 /// Runs the solver. Deterministic: the same input and options give the same output.
 pub fn solve(input: &SchedulingInput, options: &SolveOptions) -> SchedulingResults {
-    solve_with(input, None, options, &|| false)
+    solve_until(input, None, options, &|| false)
 }
 
 /// [`solve`] reusing NodePools prepared by [`PreparedNodePools::new`] (same output as `solve`
@@ -446,7 +446,7 @@ pub fn solve_prepared(
     prepared: &PreparedNodePools,
     options: &SolveOptions,
 ) -> SchedulingResults {
-    solve_with(input, Some(prepared), options, &|| false)
+    solve_until(input, Some(prepared), options, &|| false)
 }
 
 /// [`solve`] that asks `stop` before each pod it tries and stops placing once it answers true,
@@ -455,15 +455,6 @@ pub fn solve_prepared(
 /// [`PodError::NotTried`] and [`SchedulingResults::stopped`] is set; the cost re-pack is
 /// skipped then, so a stopped solve returns promptly.
 pub fn solve_until(
-    input: &SchedulingInput,
-    prepared: Option<&PreparedNodePools>,
-    options: &SolveOptions,
-    stop: &dyn Fn() -> bool,
-) -> SchedulingResults {
-    solve_with(input, prepared, options, stop)
-}
-
-fn solve_with(
     input: &SchedulingInput,
     prepared: Option<&PreparedNodePools>,
     options: &SolveOptions,

@@ -626,6 +626,15 @@ impl SchedulingInput {
 /// A named assertion on an outcome.
 type OutcomeCheck = Box<dyn Fn(&Outcome) -> bool>;
 
+/// A stop signal for [`solve_until`] that answers "go on" `asks` times, then "stop".
+pub fn stop_after(asks: usize) -> impl Fn() -> bool {
+    let asked = std::cell::Cell::new(0usize);
+    move || {
+        asked.set(asked.get().saturating_add(1));
+        asked.get() > asks
+    }
+}
+
 /// What a solve should produce. Every field left `None`/empty is not checked.
 #[derive(Default)]
 pub struct Expect {
@@ -806,13 +815,9 @@ pub fn check(name: &str, s: Scenario, e: Expect) -> Outcome {
             p.uid = p.name.clone();
         }
     }
-    // A stop signal that answers true from its (n+1)-th question on, fresh for each solve.
+    // A fresh stop signal for each solve.
     let solve_once = || {
-        let asked = std::cell::Cell::new(0usize);
-        let stop = || {
-            asked.set(asked.get() + 1);
-            s.stop_after.is_some_and(|n| asked.get() > n)
-        };
+        let stop = stop_after(s.stop_after.unwrap_or(usize::MAX));
         solve_until(&input, None, &s.options, &stop)
     };
     let results = solve_once();

@@ -832,31 +832,22 @@ impl Solver<'_> {
                 let kinds = kinds_of(&q, &types, &frontier, &needed, 0, &allowed);
                 let counts: Vec<usize> = shapes.iter().map(|(_, n)| *n).collect();
                 let packed = config_pack(&q, &counts, &kinds);
-                let as_types = |configs: &[Config]| -> Vec<(usize, Vec<usize>)> {
-                    configs
+                // The configurations as nodes of their types, the pods still left packed
+                // greedily after them.
+                let with_greedy_rest = |configs: &[Config], rest: Vec<usize>| {
+                    let mut nodes: Vec<(usize, Vec<usize>)> = configs
                         .iter()
                         .filter_map(|(k, gs)| Some((kinds.get(*k)?.ty, gs.clone())))
-                        .collect()
+                        .collect();
+                    nodes.extend(greedy_pack(&shapes, &types, &frontier, &worth, rest)?);
+                    Some(nodes)
                 };
                 // Rounded up, and (what is left after the whole copies) packed greedily.
-                let mut nodes = as_types(&packed.nodes);
-                nodes.extend(greedy_pack(
-                    &shapes,
-                    &types,
-                    &frontier,
-                    &worth,
-                    packed.left,
-                )?);
-                packings.push(nodes);
-                let mut nodes = as_types(packed.nodes.get(..packed.whole).unwrap_or_default());
-                nodes.extend(greedy_pack(
-                    &shapes,
-                    &types,
-                    &frontier,
-                    &worth,
+                packings.push(with_greedy_rest(&packed.nodes, packed.left)?);
+                greedy_tail = Some(with_greedy_rest(
+                    packed.nodes.get(..packed.whole).unwrap_or_default(),
                     packed.left_after_whole,
                 )?);
-                greedy_tail = Some(nodes);
             }
             used_types.extend(packings.iter().flatten().map(|(t, _)| *t));
             // Its types stay out of the joint packing's hint (which is tuned without them).
@@ -961,13 +952,13 @@ fn config_pack(q: &[Vec<i64>], counts: &[usize], kinds: &[NodeKind]) -> ConfigPa
         }
         nodes.extend(std::iter::repeat_n((t, gs), k));
     }
+    // Small batches need (and get) less search: their few pods round on few nodes.
+    let budget = (counts.iter().sum::<usize>() * SEARCH_NODES_PER_POD)
+        .clamp(SEARCH_NODES, SEARCH_NODES_PER_ROUND);
     for pass in 0..=CONFIG_PASSES {
         if left.iter().all(|n| *n == 0) {
             break;
         }
-        // Small batches need (and get) less search: their few pods round on few nodes.
-        let budget = (counts.iter().sum::<usize>() * SEARCH_NODES_PER_POD)
-            .clamp(SEARCH_NODES, SEARCH_NODES_PER_ROUND);
         let Some((configs, weights)) = config_lp(q, kinds, &left, &carried, budget) else {
             break;
         };
@@ -1127,24 +1118,25 @@ fn config_lp(
             // optimum on the real catalog): every round also searches for the best whole fill,
             // the kinds whose knapsack bound beats their price by most first, within one shared
             // budget per round (so a round costs the same whatever the catalog's size).
-            let mut promising: Vec<(f64, usize)> = kinds
+            // Each kind's fill problem is built once: its bound ranks it, its search prices it.
+            let mut promising: Vec<(f64, usize, FillProblem<'_>)> = kinds
                 .iter()
                 .enumerate()
                 .filter_map(|(i, k)| {
-                    let ratio = FillProblem::new(q, left, &u, k).bound(0, &k.room) / k.price;
-                    (ratio > 1.0 + 1e-6).then_some((ratio, i))
+                    let problem = FillProblem::new(q, left, &u, k);
+                    let ratio = problem.bound(0, &k.room) / k.price;
+                    (ratio > 1.0 + 1e-6).then_some((ratio, i, problem))
                 })
                 .collect();
             promising.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             let mut budget = search_budget;
-            for (_, i) in promising {
+            for (_, i, problem) in promising {
                 let Some(k) = kinds.get(i) else { continue };
                 if budget == 0 || found.len() >= 2 * CONFIG_COLUMNS_PER_ROUND {
                     break;
                 }
                 let floor = k.price * (1.0 + 1e-6);
-                let (hit, used) =
-                    FillProblem::new(q, left, &u, k).search(floor, SEARCH_NODES.min(budget));
+                let (hit, used) = problem.search(floor, SEARCH_NODES.min(budget));
                 budget = budget.saturating_sub(used);
                 let Some((value, fill)) = hit else { continue };
                 if !configs.iter().any(|c| c.0 == i && c.1 == fill) {

@@ -249,12 +249,7 @@ proptest! {
         asks in 0usize..40,
     ) {
         let s = random_scenario(&entropy);
-        let asked = std::cell::Cell::new(0usize);
-        let stop = || {
-            asked.set(asked.get() + 1);
-            asked.get() > asks
-        };
-        let r = solve_until(&s.input, None, &s.options, &stop);
+        let r = solve_until(&s.input, None, &s.options, &stop_after(asks));
         let violations = check_solution(&s.input, &s.options, &r);
         prop_assert!(violations.is_empty(), "{violations:#?}");
         // Every pod is accounted for: placed, refused, or (only when stopped) not tried.
