@@ -309,7 +309,8 @@ impl PodTransitions {
                 continue;
             }
             let created = DateTime::from_timestamp(v.creation_timestamp, 0);
-            let schedulable = snapshot.pod_scheduling(&v.uid).and_then(|t| t.schedulable);
+            let times = snapshot.pod_scheduling(&v.uid);
+            let schedulable = times.and_then(|t| t.schedulable);
             if pod.ready {
                 if self.waiting_ready.remove(&v.uid)
                     && let Some(r) = pod.ready_at
@@ -321,7 +322,7 @@ impl PodTransitions {
                         out.provisioning_startup.push(seconds_between(at, r));
                     }
                 }
-                if snapshot.pod_scheduling(&v.uid).is_some() {
+                if times.is_some() {
                     out.started.push(v.uid.clone());
                 }
             } else {
@@ -499,10 +500,6 @@ mod tests {
         serde_json::from_value(p).unwrap()
     }
 
-    fn names(samples: &[Sample]) -> Vec<(Vec<String>, f64)> {
-        samples.to_vec()
-    }
-
     #[test]
     fn provisioning_series_count_from_ack_and_from_the_first_placement() {
         // Epoch 2026-01-01T00:00:00Z: the pod is created at 0 s.
@@ -523,7 +520,7 @@ mod tests {
         state.ack_pods(snap.pending_provisionable_pods().iter().map(|p| &p.view));
         clock.advance(Duration::from_secs(3));
         let s = series(&state.snapshot(), clock.now());
-        assert_eq!(names(&s.scheduling_undecided), vec![(web.clone(), 3.0)]);
+        assert_eq!(s.scheduling_undecided, vec![(web.clone(), 3.0)]);
         assert!(s.provisioning_unbound.is_empty(), "no place found yet");
 
         // Placed at 5 s: decided after 3 s; unbound/unstarted count from 5 s.
@@ -531,9 +528,9 @@ mod tests {
         clock.advance(Duration::from_secs(4));
         let s = series(&state.snapshot(), clock.now());
         assert!(s.scheduling_undecided.is_empty());
-        assert_eq!(names(&s.provisioning_unbound), vec![(web.clone(), 4.0)]);
-        assert_eq!(names(&s.provisioning_unstarted), vec![(web.clone(), 4.0)]);
-        assert_eq!(names(&s.pod_unbound), vec![(web.clone(), 9.0)]);
+        assert_eq!(s.provisioning_unbound, vec![(web.clone(), 4.0)]);
+        assert_eq!(s.provisioning_unstarted, vec![(web.clone(), 4.0)]);
+        assert_eq!(s.pod_unbound, vec![(web.clone(), 9.0)]);
 
         // Bound at 20 s (observed once), Ready at 30 s; then state forgets the pod's times.
         state.apply(&pod("bound"));
@@ -543,7 +540,7 @@ mod tests {
         assert!(done.started.is_empty());
         let s = series(&state.snapshot(), clock.now());
         assert!(s.provisioning_unbound.is_empty());
-        assert_eq!(names(&s.provisioning_unstarted), vec![(web.clone(), 4.0)]);
+        assert_eq!(s.provisioning_unstarted, vec![(web.clone(), 4.0)]);
 
         state.apply(&pod("ready"));
         let done = transitions.observe(&state.snapshot());

@@ -96,10 +96,8 @@ async fn insufficient_capacity_on_the_only_offering_deletes_the_nodeclaim() {
     env.run_controllers();
     env.create_nodeclaim(nodeclaim("ice", None)).await;
 
-    eventually(30, "nodeclaim deleted", || async {
-        env.nodeclaim("ice").await.is_none().then_some(())
-    })
-    .await;
+    env.until_nodeclaim_gone(30, "nodeclaim deleted", "ice")
+        .await;
     // Events are written by the recorder's background task: the NodeClaim can be gone
     // before the event's POST has landed.
     let events = eventually(30, "InsufficientCapacityError event", || async {
@@ -192,10 +190,8 @@ async fn deleting_an_unlaunched_nodeclaim_after_a_restart_terminates_its_instanc
         .await
         .unwrap();
     env.run_controllers();
-    eventually(30, "nodeclaim finalized", || async {
-        env.nodeclaim("orphan").await.is_none().then_some(())
-    })
-    .await;
+    env.until_nodeclaim_gone(30, "nodeclaim finalized", "orphan")
+        .await;
     eventually(10, "instance terminated", || async {
         env.live_instances().is_empty().then_some(())
     })
@@ -236,10 +232,8 @@ async fn leaked_instances_are_terminated_and_vanished_ones_collected() {
     let pid = nc.status.unwrap().provider_id.unwrap();
     let id = pid.rsplit('/').next().unwrap().to_string();
     env.ec2.terminate_instance(&id).unwrap();
-    eventually(30, "nodeclaim of the vanished instance deleted", || async {
-        env.nodeclaim("kept").await.is_none().then_some(())
-    })
-    .await;
+    env.until_nodeclaim_gone(30, "nodeclaim of the vanished instance deleted", "kept")
+        .await;
     env.stop().await;
 }
 
@@ -272,12 +266,11 @@ async fn nodeclaims_that_do_not_come_up_in_time_are_deleted() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(env.nodeclaim("never-registers").await.is_some(), "not yet");
     clock.advance(Duration::from_secs(2 * 60));
-    eventually(30, "deleted after the registration timeout", || async {
-        env.nodeclaim("never-registers")
-            .await
-            .is_none()
-            .then_some(())
-    })
+    env.until_nodeclaim_gone(
+        30,
+        "deleted after the registration timeout",
+        "never-registers",
+    )
     .await;
     assert_eq!(
         env.counter(
@@ -307,13 +300,8 @@ async fn nodeclaims_that_do_not_come_up_in_time_are_deleted() {
     })
     .await;
     clock.advance(Duration::from_secs(6 * 60));
-    eventually(30, "deleted after the launch timeout", || async {
-        env.nodeclaim("never-launches")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    env.until_nodeclaim_gone(30, "deleted after the launch timeout", "never-launches")
+        .await;
     assert_eq!(
         env.counter(
             "karpenter_nodeclaims_disrupted_total",
@@ -335,12 +323,11 @@ async fn an_expiry_whose_delete_fails_is_retried_and_counted_once() {
         2,
     ));
     clock.advance(Duration::from_secs(16 * 60));
-    eventually(60, "deleted after the registration timeout", || async {
-        env.nodeclaim("never-registers")
-            .await
-            .is_none()
-            .then_some(())
-    })
+    env.until_nodeclaim_gone(
+        60,
+        "deleted after the registration timeout",
+        "never-registers",
+    )
     .await;
     assert_eq!(
         env.cluster.apiserver().faults().injected_count(),

@@ -219,9 +219,7 @@ impl Env {
                     .nodepools()
                     .into_iter()
                     .find(|np| np.metadata.name.as_deref() == Some(*name))?;
-                let class = snapshot.nodeclass(&pool.spec.template.spec.node_class_ref.name);
-                karpenter_controllers::provisioning::plan::usable_nodepool(&pool, class.as_deref())
-                    .ok()
+                karpenter_controllers::provisioning::plan::usable_in(&snapshot, &pool).ok()
             })
             .await;
         }

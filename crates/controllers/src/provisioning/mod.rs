@@ -42,7 +42,7 @@ use tracing::{Instrument, debug, info, warn};
 use self::batch::{BatchWindow, Trigger, TriggerDetector};
 use self::plan::{
     Failure, NodeTarget, Plan, PlannedCreate, PodRef, exceeded_limit, failed_scheduling_message,
-    nominated_message, plan, usable_nodepool,
+    nominated_message, plan, usable_in,
 };
 use crate::context::Context;
 use crate::events::{Event, EventType};
@@ -314,8 +314,7 @@ async fn nodepool_views(
     let mut pools = BTreeMap::new();
     for np in snapshot.nodepools() {
         let name = np.metadata.name.clone().unwrap_or_default();
-        let class = snapshot.nodeclass(&np.spec.template.spec.node_class_ref.name);
-        if let Err(skip) = usable_nodepool(&np, class.as_deref()) {
+        if let Err(skip) = usable_in(snapshot, &np) {
             debug!(NodePool = %name, ?skip, "nodepool not used for provisioning");
             continue;
         }

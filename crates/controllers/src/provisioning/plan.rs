@@ -62,6 +62,15 @@ pub fn usable_nodepool(
     }
 }
 
+/// [`usable_nodepool`] with the NodeClass looked up in `snapshot`, as the provisioner sees it.
+pub fn usable_in(
+    snapshot: &karpenter_state::Snapshot,
+    nodepool: &NodePool,
+) -> Result<(), NodePoolSkip> {
+    let class = snapshot.nodeclass(&nodepool.spec.template.spec.node_class_ref.name);
+    usable_nodepool(nodepool, class.as_deref())
+}
+
 /// How many of the pool's instance types survive its own requirements and template labels
 /// with at least one available, allowed offering (upstream's pre-filter; zero ⇒ the
 /// `NoCompatibleInstanceTypes` event).

@@ -256,6 +256,17 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Waits up to `secs` seconds for the NodeClaim `name` to be gone from the API (`what`
+    /// says why it should go, for the failure message).
+    pub async fn until_nodeclaim_gone(&self, secs: u64, what: &str, name: &str) {
+        eventually(secs, what, || async {
+            self.nodeclaim(name).await.is_none().then_some(())
+        })
+        .await;
+    }
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, failing after `secs` seconds with `what`.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where

@@ -2243,6 +2243,20 @@ fn repack_catalog() -> Vec<InstanceType> {
     ]
 }
 
+/// `n` pods of 1 CPU / 1Gi (app `z`) spread over zones with maxSkew 1, DoNotSchedule: each
+/// is pinned to its zone, so the re-pack may not move them.
+fn zone_spread_pods(n: usize) -> Vec<crate::model::PodView> {
+    pods(
+        n,
+        "z",
+        pod()
+            .cpu("1")
+            .mem("1Gi")
+            .label("app", "z")
+            .spread(ZONE, 1, DoNotSchedule, &[("app", "z")]),
+    )
+}
+
 fn total_price(o: &Outcome) -> f64 {
     o.results
         .new_nodeclaims
@@ -2282,32 +2296,14 @@ fn cost_repack() {
         pool()
             .pods(pods(2, "cpu", pod().cpu("4").mem("1Gi")))
             .pods(pods(2, "mem", pod().cpu("1").mem("30Gi")))
-            .pods(pods(
-                3,
-                "z",
-                pod().cpu("1").mem("1Gi").label("app", "z").spread(
-                    ZONE,
-                    1,
-                    DoNotSchedule,
-                    &[("app", "z")],
-                ),
-            )),
+            .pods(zone_spread_pods(3)),
         expect().placed(7).distinct_zones(3),
     );
     check(
         "zone-pinned pods ride in the slack of the free pods' NodeClaims, one per zone",
         pool()
             .pods(pods(6, "mem", pod().cpu("1").mem("30Gi")))
-            .pods(pods(
-                3,
-                "z",
-                pod().cpu("1").mem("1Gi").label("app", "z").spread(
-                    ZONE,
-                    1,
-                    DoNotSchedule,
-                    &[("app", "z")],
-                ),
-            )),
+            .pods(zone_spread_pods(3)),
         expect().placed(9).claims(3).distinct_zones(3).that(
             "$/h is three memory nodes and nothing else (3 × 0.80 × 0.6 spot)",
             |o| (total_price(o) - 3.0 * 0.80 * 0.6).abs() < 1e-9,
